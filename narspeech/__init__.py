@@ -1,0 +1,10 @@
+"""narspeech: non-autoregressive speech and text generation in PyTorch."""
+
+__version__ = "0.1.0"
+
+
+def load_model(path: str, map_location: str = "cpu"):
+    """Load a self-contained model file (``exp/<name>/model.pt``); returns the model in eval mode."""
+    from narspeech.train.checkpoint import load_model as _load
+
+    return _load(path, map_location=map_location)

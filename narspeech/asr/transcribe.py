@@ -1,0 +1,75 @@
+"""Library entry points for ASR inference: transcribe files, decode data directories.
+
+Bad inputs never stop a batch job: each unreadable file is reported (named, with the reason) and skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from narspeech.asr.base import ASRDecodeOptions, ASRModel
+from narspeech.audio.features import SAMPLE_RATE, fbank
+from narspeech.audio.io import AudioError, load_audio
+from narspeech.data.kaldi import Utterance
+from narspeech.text.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Transcript:
+    key: str  # utterance id or file stem
+    text: str | None  # None when the input failed
+    error: str | None = None  # why it failed
+
+
+def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def decode_features(
+    model: ASRModel, tokenizer: Tokenizer, feats: Sequence[torch.Tensor], opts: ASRDecodeOptions = ASRDecodeOptions()
+) -> list[str]:
+    """Decode a list of (T_i, D) fbank matrices as one padded batch."""
+    device = next(model.parameters()).device
+    x = torch.nn.utils.rnn.pad_sequence(list(feats), batch_first=True).to(device)
+    lens = torch.tensor([f.size(0) for f in feats], device=device)
+    return [tokenizer.decode(ids) for ids in model.infer(x, lens, opts)]
+
+
+def transcribe_utterances(
+    model: ASRModel,
+    tokenizer: Tokenizer,
+    utts: Iterable[Utterance],
+    batch_size: int = 1,
+    opts: ASRDecodeOptions = ASRDecodeOptions(),
+    sample_rate: int = SAMPLE_RATE,
+) -> Iterator[Transcript]:
+    """Yield one :class:`Transcript` per utterance, in order; failures carry ``error`` and no text.
+
+    Utterances are sorted by length inside each chunk of ``16 * batch_size`` so padding stays small.
+    """
+    utts = list(utts)
+    chunk = max(1, 16 * batch_size)
+    for group in _batches(utts, chunk):
+        loaded: dict[str, torch.Tensor] = {}
+        errors: dict[str, str] = {}
+        for u in group:
+            try:
+                seg = u.segment
+                wav = load_audio(u.audio, sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0)
+                f = fbank(wav, sample_rate)
+                if f.size(0) < 7:  # the x4 subsampling needs at least 7 frames for one output frame
+                    raise AudioError(f"{u.audio}: too short ({wav.numel() / sample_rate:.3f}s)")
+                loaded[u.utt_id] = f
+            except AudioError as e:
+                errors[u.utt_id] = str(e)
+        ok = sorted((u for u in group if u.utt_id in loaded), key=lambda u: loaded[u.utt_id].size(0))
+        texts: dict[str, str] = {}
+        for b in _batches(ok, batch_size):
+            hyps = decode_features(model, tokenizer, [loaded[u.utt_id] for u in b], opts)
+            texts.update({u.utt_id: h for u, h in zip(b, hyps)})
+        for u in group:
+            yield Transcript(u.utt_id, texts.get(u.utt_id), errors.get(u.utt_id))

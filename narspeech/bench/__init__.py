@@ -1,0 +1,1 @@
+"""The evaluation protocol: quality + latency tables and trade-off figures."""

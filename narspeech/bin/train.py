@@ -1,0 +1,44 @@
+"""``narspeech train --config CONF --exp-dir DIR [key.sub=value ...]`` (under torchrun for several GPUs/nodes)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="narspeech train", description=__doc__)
+    p.add_argument("--config", required=True, help="YAML experiment config")
+    p.add_argument("--exp-dir", required=True, help="output directory (checkpoints, logs, model.pt)")
+    p.add_argument("--no-resume", action="store_true", help="start from scratch even if exp-dir/last.pt exists")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-3 train.max_epochs=10")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    from narspeech.config import ConfigError, load_config
+    from narspeech.train.distributed import cleanup
+    from narspeech.train.trainer import Trainer
+
+    exp = Path(args.exp_dir)
+    exp.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(exp / "train.log")],
+    )
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"narspeech train: {e}", file=sys.stderr)
+        return 2
+    trainer = Trainer(cfg, exp, resume=not args.no_resume)
+    try:
+        out = trainer.fit()
+    finally:
+        cleanup(trainer.dist)
+    if out is not None:
+        print(out)
+    return 0

@@ -1,0 +1,29 @@
+"""``narspeech validate DIR [DIR...]``: check Kaldi data dirs like validate_data_dir.sh; exit 1 on problems."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="narspeech validate", description=__doc__)
+    p.add_argument("dirs", nargs="+")
+    p.add_argument("--no-audio", action="store_true", help="skip opening the audio files")
+    p.add_argument("--no-text", action="store_true", help="a text file is not required")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    from narspeech.data.kaldi import validate_data_dir
+
+    bad = 0
+    for d in args.dirs:
+        problems = validate_data_dir(d, check_audio=not args.no_audio, require_text=not args.no_text)
+        for p in problems:
+            print(p, file=sys.stderr)
+        bad += bool(problems)
+        if not problems:
+            print(f"{d}: OK")
+    return 1 if bad else 0

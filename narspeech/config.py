@@ -1,0 +1,192 @@
+"""YAML -> typed dataclasses, with dotted command-line overrides (``optim.lr=1e-3``).
+
+Unknown keys and wrong types are errors that name the key. The ``model`` section is typed by the registered
+model's own ``Config`` dataclass, chosen by ``model.name`` (a tagged union, which is why this is not OmegaConf:
+its structured configs have no unions of dataclasses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from narspeech.registry import MODELS
+
+
+class ConfigError(ValueError):
+    """A config key that does not exist or a value of the wrong type; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    train: list[str] = field(default_factory=list)  # Kaldi data dirs
+    valid: list[str] = field(default_factory=list)
+    tokenizer: str = ""  # tokenizer dir written by `narspeech tokens`
+    cmvn: str = ""  # CMVN stats written by `narspeech cmvn` ("" = no normalization)
+    sample_rate: int = 16000
+    max_frames: int = 12000  # fbank frames (10 ms) per batch, padding included
+    max_utt_seconds: float = 30.0  # longer training utterances are skipped (and reported)
+    speed_perturb: list[float] = field(default_factory=lambda: [1.0])  # factors drawn uniformly per utterance
+    dither: float = 1.0  # training-time white noise, std in 16-bit units (Kaldi's default)
+    num_workers: int = 2
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # "adam" or "adamw"
+    lr: float = 1e-3  # peak learning rate
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 1e-3
+    warmup_steps: int = 1000  # linear warmup, then inverse square root decay (Noam)
+    grad_clip: float = 5.0  # max gradient norm (0 = off)
+    accum_grad: int = 1  # batches per optimizer step
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 50
+    max_minutes: float = 0.0  # wall-clock budget (0 = none): stop after the epoch that crosses it
+    seed: int = 0
+    log_interval: int = 50  # steps between log lines
+    save_interval_steps: int = 0  # also checkpoint every N optimizer steps (0 = epoch ends only)
+    keep_last: int = 5  # epoch checkpoints kept
+    average_best: int = 5  # model.pt = average of the N best epochs by validation CER (1 = best only)
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    max_bad_steps: int = 20  # consecutive non-finite losses tolerated before the run aborts
+    device: str = "auto"  # "auto", "cpu", "cuda"
+
+
+@dataclass
+class ModelSection:
+    name: str = "ctc"
+    conf: Any = None  # the registered model's Config dataclass
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` (int -> float allowed), or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: {value!r} is not of type {tp}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp}")
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in values:
+        if k not in names:
+            raise ConfigError(f"unknown config key '{prefix + '.' if prefix else ''}{k}'; valid: {', '.join(sorted(names))}")
+    kwargs = {k: _check_type(v, hints[k], f"{prefix + '.' if prefix else ''}{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass tree -> plain dict (what checkpoints and ``config.yaml`` store)."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def build_model_config(name: str, values: dict | None) -> Any:
+    """The registered model's Config dataclass filled from ``values``."""
+    cls = MODELS.get(name)
+    return _build(cls.Config, values or {}, "model.conf")
+
+
+def config_from_dict(d: dict) -> ExperimentConfig:
+    """Typed config from a plain dict (the YAML document)."""
+    d = dict(d)
+    model = dict(d.pop("model", {}) or {})
+    name = model.pop("name", "ctc")
+    conf = model.pop("conf", {})
+    if model:
+        raise ConfigError(f"unknown config key 'model.{next(iter(model))}'; valid: name, conf")
+    if not isinstance(name, str):
+        raise ConfigError(f"model.name: expected str, got {name!r}")
+    cfg = _build(ExperimentConfig, d)
+    cfg.model = ModelSection(name, build_model_config(name, conf))
+    return cfg
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value, read as YAML (``1e-3`` -> float, ``[a, b]`` -> list, ``true`` -> bool)."""
+    v = yaml.safe_load(text)
+    # YAML 1.1 reads "1e-3" as a string; accept it as a float
+    if isinstance(v, str):
+        try:
+            return float(v) if any(c in v for c in ".eE") and not v.isalpha() else v
+        except ValueError:
+            return v
+    return v
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides to a plain dict (a copy); the typed build then checks keys and types."""
+    import copy
+
+    d = copy.deepcopy(d)
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} is not of the form key.subkey=value")
+        key, val = ov.split("=", 1)
+        parts = key.lstrip("-").split(".")
+        node = d
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is not a section")
+        node[parts[-1]] = parse_value(val)
+    return d
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply dotted overrides."""
+    d: dict = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            d = yaml.safe_load(f) or {}
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: the config must be a YAML mapping")
+    try:
+        return config_from_dict(apply_overrides(d, list(overrides)))
+    except ConfigError as e:
+        raise ConfigError(f"{path or '<defaults>'}: {e}") from None

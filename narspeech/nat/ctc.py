@@ -1,0 +1,109 @@
+"""CTC utilities shared by the NAR models (Graves et al., 2006): batched greedy decoding, prefix beam search,
+forced alignment (for Imputer expert alignments and TTS aligners)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torchaudio.functional as AF
+
+from narspeech.nn.mask import make_pad_mask
+
+
+@dataclass(frozen=True)
+class CTCHypothesis:
+    tokens: tuple[int, ...]  # token ids, blanks and repeats removed
+    score: float  # log-probability (beam search: of the prefix, summed over alignments)
+
+
+def ctc_greedy(log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best-path decoding of a batch without a loop over time.
+
+    ``log_probs``: (B, T, V) (or unnormalized scores), ``lens``: (B,) valid frames -> token ids per utterance.
+    """
+    best = log_probs.argmax(-1)  # (B, T)
+    return ctc_collapse(best, lens, blank)
+
+
+def ctc_collapse(frames: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Collapse frame-level labels ``frames`` (B, T): merge repeats, drop blanks and padding."""
+    keep = torch.ones_like(frames, dtype=torch.bool)
+    keep[:, 1:] = frames[:, 1:] != frames[:, :-1]
+    keep &= frames != blank
+    keep &= ~make_pad_mask(lens, frames.size(1))
+    counts = keep.sum(1).tolist()
+    flat = frames[keep].tolist()
+    out, i = [], 0
+    for c in counts:
+        out.append(flat[i : i + c])
+        i += c
+    return out
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+def ctc_prefix_beam_search(
+    log_probs: torch.Tensor, beam_size: int = 10, blank: int = 0, token_prune: int | None = None
+) -> list[CTCHypothesis]:
+    """CTC prefix beam search of ONE utterance (Hannun et al., 2014, without a language model).
+
+    ``log_probs``: (T, V) log posteriors of the valid frames. Returns up to ``beam_size`` hypotheses, best first.
+    A loop over time is unavoidable here; per frame only the ``token_prune`` most likely tokens (default: beam
+    size) are expanded, so the cost is O(T * beam * prune).
+    """
+    T, V = log_probs.shape
+    prune = min(V, token_prune or beam_size)
+    lp = log_probs.float().cpu()
+    top_v, top_i = lp.topk(prune, dim=-1)
+    top_v, top_i = top_v.tolist(), top_i.tolist()
+    blank_lp = lp[:, blank].tolist()
+    # prefix -> (log P ending in blank, log P ending in non-blank)
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}
+    for t in range(T):
+        nxt: dict[tuple[int, ...], list[float]] = {}
+
+        def add(prefix: tuple[int, ...], pb: float, pnb: float) -> None:
+            cur = nxt.get(prefix)
+            if cur is None:
+                nxt[prefix] = [pb, pnb]
+            else:
+                cur[0] = _logaddexp(cur[0], pb)
+                cur[1] = _logaddexp(cur[1], pnb)
+
+        for prefix, (pb, pnb) in beams.items():
+            total = _logaddexp(pb, pnb)
+            add(prefix, total + blank_lp[t], -math.inf)  # emit blank
+            last = prefix[-1] if prefix else None
+            for v, c in zip(top_v[t], top_i[t]):
+                if c == blank:
+                    continue
+                if c == last:
+                    add(prefix, -math.inf, pnb + v)  # repeat collapses into the same prefix
+                    add(prefix + (c,), -math.inf, pb + v)  # a blank separated the repeat: new token
+                else:
+                    add(prefix + (c,), -math.inf, total + v)
+        ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[:beam_size]
+        beams = {k: (v[0], v[1]) for k, v in ranked}
+    return [CTCHypothesis(k, _logaddexp(*v)) for k, v in sorted(beams.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)]
+
+
+def ctc_forced_align(log_probs: torch.Tensor, tokens: torch.Tensor, blank: int = 0) -> torch.Tensor:
+    """Most likely CTC alignment of ``tokens`` (L,) to ``log_probs`` (T, V) -> frame labels (T,) incl. blanks.
+
+    Wraps ``torchaudio.functional.forced_align``; raises ValueError naming the lengths when no alignment exists.
+    """
+    T, L = log_probs.size(0), tokens.numel()
+    repeats = int((tokens[1:] == tokens[:-1]).sum()) if L > 1 else 0
+    if L + repeats > T:
+        raise ValueError(f"cannot align {L} tokens ({repeats} repeats) to {T} frames")
+    labels, _ = AF.forced_align(log_probs.unsqueeze(0).float(), tokens.unsqueeze(0).int(), blank=blank)
+    return labels[0]

@@ -1,0 +1,1 @@
+"""Corpus preparation (lhotse-style library functions with a thin CLI): mini, fsdd, yesno."""

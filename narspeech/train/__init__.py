@@ -1,0 +1,1 @@
+"""Training engine: config-driven trainer, checkpoints, DDP helpers, loss terms."""

@@ -1,0 +1,108 @@
+"""Checkpoints: atomic writes (temp file + rename), ``weights_only=True`` loads, averaging, self-contained models.
+
+A training checkpoint holds ``{format, config, model_name, tokenizer, model, optimizer, scheduler, step, epoch,
+batch_in_epoch, rng, history}``; a model file (``exp/<name>/model.pt``) the same without the optimizer state.
+Everything is plain data and tensors, so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "narspeech-1"
+
+
+class CheckpointError(RuntimeError):
+    """A file that is not a loadable narspeech checkpoint; the message names the file."""
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temp file in the same directory, fsync, then rename: a kill leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load with ``weights_only=True``: a file carrying pickled code (callables, classes) is refused."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: refused or unreadable: only plain data and tensors are loaded (weights_only=True): {e}"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a narspeech checkpoint (format {FORMAT!r} expected)")
+    return ckpt
+
+
+def build_model_from_checkpoint(ckpt: dict):
+    """(model, tokenizer, experiment config) from a loaded checkpoint dict; the model is in eval mode."""
+    from narspeech.config import config_from_dict
+    from narspeech.registry import MODELS
+    from narspeech.text.tokenizer import tokenizer_from_state
+
+    cfg = config_from_dict(ckpt["config"])
+    tok = tokenizer_from_state(ckpt["tokenizer"])
+    model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, tok.vocab_size)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, tok, cfg
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """Load a model file; returns ``(model, tokenizer, config)``."""
+    model, tok, cfg = build_model_from_checkpoint(load_checkpoint(path, "cpu"))
+    return model.to(map_location), tok, cfg
+
+
+def average_state_dicts(paths: Sequence[str | os.PathLike]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the ``model`` weights of several checkpoints (integer buffers from the last one)."""
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    avg: dict[str, torch.Tensor] = {}
+    for p in paths:
+        sd = load_checkpoint(p)["model"]
+        for k, v in sd.items():
+            if not v.is_floating_point():
+                avg[k] = v.clone()
+            elif k in avg:
+                avg[k] += v.double()
+            else:
+                avg[k] = v.double().clone()
+    last = load_checkpoint(paths[-1])["model"]
+    return {k: (v / len(paths)).to(last[k].dtype) if last[k].is_floating_point() else v for k, v in avg.items()}
+
+
+_EPOCH_RE = re.compile(r"^epoch(\d+)\.pt$")
+
+
+def epoch_checkpoints(exp_dir: str | os.PathLike) -> list[Path]:
+    """``epoch<N>.pt`` files of an experiment, sorted by N."""
+    found = [(int(m.group(1)), p) for p in Path(exp_dir).glob("epoch*.pt") if (m := _EPOCH_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def export_model(ckpt: dict, model_state: dict[str, torch.Tensor], path: str | os.PathLike, **extra: Any) -> None:
+    """Write a self-contained model file: config, tokenizer, (averaged) weights, no optimizer state."""
+    out = {k: ckpt[k] for k in ("format", "config", "tokenizer")}
+    out["model"] = model_state
+    out.update(extra)
+    save_atomic(out, path)

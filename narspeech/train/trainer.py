@@ -1,0 +1,341 @@
+"""The one training loop: named loss terms, warmup schedule, clipping, accumulation, AMP, DDP, validation,
+TensorBoard, atomic checkpoints with exact resume, NaN/Inf guard, and the final averaged ``model.pt``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from narspeech.asr.base import ASRDecodeOptions, ASRModel
+from narspeech.config import ExperimentConfig, to_dict
+from narspeech.data.dataset import ASRDataset, collate
+from narspeech.data.kaldi import read_data_dir
+from narspeech.data.sampler import BucketBatchSampler
+from narspeech.metrics import char_error_rate
+from narspeech.registry import MODELS
+from narspeech.text.tokenizer import Tokenizer, load_tokenizer
+from narspeech.train import checkpoint as ckpt_lib
+from narspeech.train.distributed import DistInfo, all_reduce_min, barrier, init_distributed
+from narspeech.train.loss import total_loss
+
+log = logging.getLogger("narspeech.train")
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def noam_lambda(warmup_steps: int):
+    """Linear warmup to the peak lr, then decay with 1/sqrt(step) (Vaswani et al., 2017; ESPnet's WarmupLR)."""
+    w = max(1, warmup_steps)
+
+    def f(step: int) -> float:
+        s = step + 1
+        return min(s / w, math.sqrt(w / s))
+
+    return f
+
+
+def load_cmvn(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    return torch.tensor(d["mean"]), torch.tensor(d["std"])
+
+
+def build_model(cfg: ExperimentConfig, tokenizer: Tokenizer):
+    """The registered model with CMVN statistics loaded (when the config names a stats file)."""
+    model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, tokenizer.vocab_size)
+    if cfg.data.cmvn and hasattr(model, "cmvn"):
+        model.cmvn.set_stats(*load_cmvn(cfg.data.cmvn))
+    return model
+
+
+def _rng_state(device: torch.device) -> dict:
+    st = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
+    return st
+
+
+def _set_rng_state(st: dict, device: torch.device) -> None:
+    torch.set_rng_state(st["torch"])
+    py = st["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if device.type == "cuda" and "cuda" in st:
+        torch.cuda.set_rng_state(st["cuda"], device)
+
+
+class Trainer:
+    """Trains ``cfg`` into ``exp_dir``; ``resume`` continues from ``exp_dir/last.pt`` when it exists."""
+
+    def __init__(self, cfg: ExperimentConfig, exp_dir: str | Path, resume: bool = True) -> None:
+        self.cfg = cfg
+        self.exp_dir = Path(exp_dir)
+        self.dist, self.device = init_distributed(cfg.train.device)
+        self.resume = resume
+        set_seed(cfg.train.seed + self.dist.rank)
+        self.tokenizer = load_tokenizer(cfg.data.tokenizer)
+        self.model = build_model(cfg, self.tokenizer).to(self.device)
+        self.ddp_model = DDP(self.model) if self.dist.enabled else self.model
+        o = cfg.optim
+        opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.name)
+        if opt_cls is None:
+            raise ValueError(f"unknown optimizer {o.name!r}; valid: adam, adamw")
+        self.optimizer = opt_cls(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, noam_lambda(o.warmup_steps))
+        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.step = 0
+        self.epoch = 1
+        self.batch_in_epoch = 0
+        self.history: list[dict] = []  # one entry per finished epoch
+        self.bad_steps = 0
+        self.writer = None
+
+    # ---- data -------------------------------------------------------------------------------------------
+    def _dataset(self, dirs: list[str], train: bool) -> ASRDataset:
+        utts = [u for d in dirs for u in read_data_dir(d)]
+        if not utts:
+            raise ValueError(f"no utterances in {dirs}")
+        d = self.cfg.data
+        ds = ASRDataset(utts, self.tokenizer, d.sample_rate, d.speed_perturb if train else (1.0,), self.cfg.train.seed,
+                        d.dither if train else 0.0)
+        if train:
+            keep = [i for i, dur in enumerate(ds.durations) if dur <= d.max_utt_seconds]
+            if len(keep) < len(utts):
+                log.warning("skipping %d training utterances longer than %.1fs", len(utts) - len(keep), d.max_utt_seconds)
+                ds = ASRDataset([utts[i] for i in keep], self.tokenizer, d.sample_rate, d.speed_perturb, self.cfg.train.seed,
+                                d.dither)
+        return ds
+
+    def _loader(self, ds: ASRDataset, shuffle: bool, sampler: BucketBatchSampler) -> DataLoader:
+        # A private generator keeps the DataLoader from drawing on the global RNG, which resume restores exactly.
+        return DataLoader(
+            ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.data.num_workers,
+            generator=torch.Generator().manual_seed(self.cfg.train.seed),
+        )
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def _ckpt(self, full: bool) -> dict:
+        c = {
+            "format": ckpt_lib.FORMAT,
+            "config": to_dict(self.cfg),
+            "tokenizer": self.tokenizer.state(),
+            "model": self.model.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "history": list(self.history),
+        }
+        if full:
+            c.update(
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict(),
+                rng=_rng_state(self.device),
+            )
+        return c
+
+    def _save_last(self) -> None:
+        if self.dist.is_main:
+            ckpt_lib.save_atomic(self._ckpt(full=True), self.exp_dir / "last.pt")
+
+    def _try_resume(self) -> None:
+        path = self.exp_dir / "last.pt"
+        if not (self.resume and path.exists()):
+            return
+        c = ckpt_lib.load_checkpoint(path, "cpu")
+        self.model.load_state_dict(c["model"])
+        self.optimizer.load_state_dict(c["optimizer"])
+        self.scheduler.load_state_dict(c["scheduler"])
+        self.scaler.load_state_dict(c["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = c["step"], c["epoch"], c["batch_in_epoch"]
+        self.history = list(c["history"])
+        _set_rng_state(c["rng"], self.device)
+        log.info("resumed from %s: epoch %d, batch %d, step %d", path, self.epoch, self.batch_in_epoch, self.step)
+
+    def _prune_epochs(self) -> None:
+        t = self.cfg.train
+        files = ckpt_lib.epoch_checkpoints(self.exp_dir)
+        keep = {p.name for p in files[-t.keep_last :]} if t.keep_last > 0 else set()
+        keep |= {f"epoch{h['epoch']}.pt" for h in self._best_epochs(t.average_best)}
+        for p in files:
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+
+    def _best_epochs(self, n: int) -> list[dict]:
+        key = "valid_cer" if all("valid_cer" in h for h in self.history) else "valid_loss"
+        return sorted(self.history, key=lambda h: h[key])[: max(1, n)]
+
+    def export(self) -> Path:
+        """Write ``model.pt``: the average of the best ``average_best`` epochs (by validation CER, else loss)."""
+        best = self._best_epochs(self.cfg.train.average_best)
+        paths = [self.exp_dir / f"epoch{h['epoch']}.pt" for h in sorted(best, key=lambda h: h["epoch"])]
+        paths = [p for p in paths if p.exists()]
+        if not paths:
+            raise FileNotFoundError(f"{self.exp_dir}: no epoch checkpoints to export")
+        state = ckpt_lib.average_state_dicts(paths)
+        out = self.exp_dir / "model.pt"
+        ckpt_lib.export_model(self._ckpt(full=False), state, out, averaged=[p.name for p in paths])
+        log.info("wrote %s (average of %s)", out, ", ".join(p.name for p in paths))
+        return out
+
+    # ---- one step ---------------------------------------------------------------------------------------
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def _autocast(self):
+        if not self.use_amp:
+            return nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def train_batch(self, batch: dict, sync: bool = True) -> dict[str, float] | None:
+        """Forward/backward of one batch (gradients accumulate); None when the loss was not finite on any rank."""
+        batch = self._to_device(batch)
+        ctx = self.ddp_model.no_sync() if (self.dist.enabled and not sync) else nullcontext()
+        with ctx:
+            with self._autocast():
+                terms = self.ddp_model(batch)
+                loss = total_loss(terms)
+            finite = all_reduce_min(float(torch.isfinite(loss).item()), self.dist, self.device)
+            if finite < 1.0:
+                return None
+            self.scaler.scale(loss / self.cfg.optim.accum_grad).backward()
+        return {"loss": float(loss.detach()), **{k: float(t.value.detach()) for k, t in terms.items()}}
+
+    def optimizer_step(self) -> float:
+        """Clip, step, zero; returns the gradient norm before clipping."""
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.optim.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        return float(norm)
+
+    # ---- validation -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, loader: DataLoader) -> dict[str, float]:
+        self.model.eval()
+        tot, n = 0.0, 0
+        refs, hyps = [], []
+        for batch in loader:
+            batch = self._to_device(batch)
+            b = batch["feats"].size(0)
+            tot += float(total_loss(self.model(batch))) * b
+            n += b
+            if isinstance(self.model, ASRModel):
+                hyp_ids = self.model.infer(batch["feats"], batch["feat_lens"], ASRDecodeOptions())
+                hyps += [self.tokenizer.decode(h) for h in hyp_ids]
+                refs += [self.tokenizer.decode(t[t >= 0].tolist()) for t in batch["tokens"].cpu()]
+        self.model.train()
+        out = {"valid_loss": tot / max(1, n)}
+        if refs:
+            out["valid_cer"] = char_error_rate(refs, hyps).rate
+        return out
+
+    # ---- the loop ---------------------------------------------------------------------------------------
+    def fit(self) -> Path | None:
+        """Train until ``max_epochs`` (or the time budget); returns the exported model path on rank 0."""
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            (self.exp_dir / "config.yaml").write_text(_yaml(to_dict(self.cfg)))
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.exp_dir / "tensorboard"))
+        self._try_resume()
+        train_ds = self._dataset(self.cfg.data.train, train=True)
+        valid_ds = self._dataset(self.cfg.data.valid, train=False)
+        lengths = [train_ds.num_frames(i) for i in range(len(train_ds))]
+        sampler = BucketBatchSampler(lengths, self.cfg.data.max_frames, True, t.seed, self.dist.world_size, self.dist.rank)
+        vsampler = BucketBatchSampler([valid_ds.num_frames(i) for i in range(len(valid_ds))], self.cfg.data.max_frames, False)
+        valid_loader = self._loader(valid_ds, False, vsampler)
+        log.info("%d train / %d valid utterances, %.2fM parameters, device %s, world size %d", len(train_ds),
+                 len(valid_ds), sum(p.numel() for p in self.model.parameters()) / 1e6, self.device, self.dist.world_size)
+        start = time.monotonic() - sum(h.get("seconds", 0.0) for h in self.history)
+        accum = self.cfg.optim.accum_grad
+        self.model.train()
+        while self.epoch <= t.max_epochs:
+            train_ds.set_epoch(self.epoch)
+            sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            loader = self._loader(train_ds, True, sampler)
+            sums: dict[str, float] = {}
+            nb = 0
+            bar = tqdm(loader, desc=f"epoch {self.epoch}", disable=None if self.dist.is_main else True, leave=False)
+            for batch in bar:
+                self.batch_in_epoch += 1
+                stats = self.train_batch(batch, sync=self.batch_in_epoch % accum == 0)
+                if stats is None:
+                    self.bad_steps += 1
+                    self.optimizer.zero_grad(set_to_none=True)
+                    log.warning("non-finite loss at epoch %d batch %d (%s); batch skipped", self.epoch,
+                                self.batch_in_epoch, ",".join(batch["utt_ids"][:3]))
+                    if self.bad_steps > t.max_bad_steps:
+                        raise RuntimeError(f"{self.bad_steps} consecutive non-finite losses; lower the lr or check data")
+                    continue
+                self.bad_steps = 0
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                nb += 1
+                if self.batch_in_epoch % accum == 0:
+                    gnorm = self.optimizer_step()
+                    if self.writer is not None and self.step % t.log_interval == 0:
+                        for k, v in stats.items():
+                            self.writer.add_scalar(f"train/{k}", v, self.step)
+                        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                        self.writer.add_scalar("train/grad_norm", gnorm, self.step)
+                        log.info("epoch %d step %d: %s lr %.2e", self.epoch, self.step,
+                                 " ".join(f"{k} {v:.3f}" for k, v in stats.items()), self.scheduler.get_last_lr()[0])
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}")
+                    if t.save_interval_steps and self.step % t.save_interval_steps == 0:
+                        self._save_last()
+            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - start)
+            over_budget = t.max_minutes > 0 and (time.monotonic() - start) / 60 >= t.max_minutes
+            if all_reduce_min(1.0 if over_budget else 0.0, self.dist, self.device) == 1.0 and self.epoch <= t.max_epochs:
+                log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, self.epoch - 1)
+                break
+        out = self.export() if self.dist.is_main else None
+        barrier(self.dist)
+        if self.writer is not None:
+            self.writer.close()
+        return out
+
+    def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], elapsed: float) -> None:
+        metrics = self.validate(valid_loader) if self.dist.is_main else {}
+        entry = {"epoch": self.epoch, "step": self.step, "seconds": elapsed, **{f"train_{k}": v for k, v in train_stats.items()}, **metrics}
+        if self.dist.is_main:
+            prev = sum(h.get("seconds", 0.0) for h in self.history)
+            entry["seconds"] = elapsed - prev
+            log.info("epoch %d done: %s", self.epoch, " ".join(f"{k} {v:.4f}" for k, v in entry.items() if isinstance(v, float)))
+            for k, v in metrics.items():
+                self.writer.add_scalar(k.replace("_", "/", 1), v, self.epoch)
+            self.history.append(entry)
+            ckpt_lib.save_atomic(self._ckpt(full=False), self.exp_dir / f"epoch{self.epoch}.pt")
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        if self.dist.is_main:
+            self._save_last()
+            self._prune_epochs()
+        barrier(self.dist)
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
