@@ -128,7 +128,10 @@ def to_dict(obj: Any) -> Any:
 
 def build_model_config(name: str, values: dict | None) -> Any:
     """The registered model's Config dataclass filled from ``values``."""
-    cls = MODELS.get(name)
+    try:
+        cls = MODELS.get(name)
+    except KeyError as e:  # a ConfigError, so `narspeech train` reports it like any other config mistake
+        raise ConfigError(f"model.name: {e.args[0]}") from None
     return _build(cls.Config, values or {}, "model.conf")
 
 

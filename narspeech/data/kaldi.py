@@ -180,7 +180,13 @@ def validate_data_dir(path: str | os.PathLike, check_audio: bool = True, require
                 expected.setdefault(u.speaker, set()).add(u.utt_id)
             got = {s: set(v.split()) for s, v in spk2utt.items()}
             if got != expected:
-                problems.append(f"{path / 'spk2utt'}: does not match utt2spk (regenerate it from utt2spk)")
+                # name the first utterance listed differently, so the problem can be found
+                pairs = {(s, u) for s, us in got.items() for u in us} ^ {(s, u) for s, us in expected.items() for u in us}
+                spk, utt = min(pairs, key=lambda p: (p[1], p[0]))
+                problems.append(
+                    f"{path / 'spk2utt'}: utterance {utt!r} (speaker {spk!r}) does not match utt2spk "
+                    "(regenerate it from utt2spk)"
+                )
     if check_audio:
         import soundfile as sf
 

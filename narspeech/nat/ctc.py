@@ -72,6 +72,8 @@ def ctc_prefix_beam_search(
         nxt: dict[tuple[int, ...], list[float]] = {}
 
         def add(prefix: tuple[int, ...], pb: float, pnb: float) -> None:
+            if pb == -math.inf and pnb == -math.inf:
+                return  # impossible extension (e.g. a repeat with no blank in between)
             cur = nxt.get(prefix)
             if cur is None:
                 nxt[prefix] = [pb, pnb]

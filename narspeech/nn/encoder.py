@@ -69,8 +69,9 @@ class ConvModule(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x).masked_fill(pad_mask.unsqueeze(-1), 0.0).transpose(1, 2)  # (B, D, T)
-        h = nn.functional.glu(self.pw1(h), dim=1)
+        h = self.norm(x).transpose(1, 2)  # (B, D, T)
+        # zero padded frames right before the depthwise conv, so they never reach valid frames
+        h = nn.functional.glu(self.pw1(h), dim=1).masked_fill(pad_mask.unsqueeze(1), 0.0)
         h = self.dw(h).transpose(1, 2)
         h = nn.functional.silu(self.dw_norm(h)).transpose(1, 2)
         return self.dropout(self.pw2(h).transpose(1, 2))

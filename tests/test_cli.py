@@ -1,0 +1,87 @@
+"""The command line: transcribe (bad files among good ones), decode/score, average, bench, verb dispatch."""
+
+from __future__ import annotations
+
+import json
+
+import soundfile as sf
+
+from conftest import TRAIN_TEXTS, tone_speech
+from narspeech import cli
+from narspeech.bin import average, bench, decode, score, transcribe
+
+
+def _good_and_bad_files(tmp_path):
+    good = []
+    for i, text in enumerate(TRAIN_TEXTS[:3]):
+        p = tmp_path / f"good{i}.wav"
+        sf.write(p, tone_speech(text, seed=i), 16000)
+        good.append(p)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    stereo = tmp_path / "stereo.flac"
+    import numpy as np
+
+    sf.write(stereo, np.zeros((16000, 2), dtype=np.float32), 16000)
+    return good, corrupt, stereo
+
+
+def test_transcribe_reports_bad_files_and_transcribes_the_rest(trained_tone_model, tmp_path, capsys):
+    good, corrupt, stereo = _good_and_bad_files(tmp_path)
+    files = [str(good[0]), str(corrupt), str(good[1]), str(stereo), str(good[2]), str(tmp_path / "missing.wav")]
+    rc = transcribe.main(["--model", str(trained_tone_model), "--batch-size", "2", *files])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    lines = out.strip().splitlines()
+    assert lines == [f"good{i} {TRAIN_TEXTS[i]}" for i in range(3)]
+    assert "corrupt.wav" in err and "stereo.flac" in err and "missing.wav" in err
+    assert "3 of 6 inputs failed" in err
+
+
+def test_transcribe_wav_scp_to_output(trained_tone_model, tmp_path, capsys):
+    good, corrupt, _ = _good_and_bad_files(tmp_path)
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"a {good[0]}\nb {corrupt}\nc {good[2]}\n")
+    out = tmp_path / "hyp.txt"
+    rc = transcribe.main(["--model", str(trained_tone_model), "--wav-scp", str(scp), "--output", str(out)])
+    assert rc == 1
+    assert out.read_text().splitlines() == [f"a {TRAIN_TEXTS[0]}", f"c {TRAIN_TEXTS[2]}"]
+    assert "ERROR b:" in capsys.readouterr().err
+
+
+def test_transcribe_bad_model_file(tmp_path, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a model")
+    assert transcribe.main(["--model", str(bad), "x.wav"]) == 2
+    assert "model.pt" in capsys.readouterr().err
+
+
+def test_decode_score_average_and_bench(trained_tone_model, tone_setup, tmp_path, capsys):
+    out = tmp_path / "dec"
+    assert decode.main(["--model", str(trained_tone_model), "--data", str(tone_setup["train"]), "--out-dir", str(out)]) == 0
+    assert "WER 0.00%" in (out / "train" / "score.txt").read_text()
+    assert score.main(["--ref", str(tone_setup["train"] / "text"), "--hyp", str(out / "train" / "hyp.text"),
+                       "--json", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["wer"] == 0.0
+
+    exp = trained_tone_model.parent
+    assert average.main(["--exp-dir", str(exp), "--num", "2", "--by", "last", "--out", str(tmp_path / "avg.pt")]) == 0
+    from narspeech.train.checkpoint import load_checkpoint
+
+    assert len(load_checkpoint(tmp_path / "avg.pt")["averaged"]) == 2
+
+    bdir = tmp_path / "bench"
+    assert bench.main(["asr", "--model", str(trained_tone_model), "--data", str(tone_setup["train"]), "--out-dir", str(bdir),
+                       "--methods", "greedy,beam", "--beam-size", "2", "--batch-size", "4", "--no-gpu"]) == 0
+    res = json.loads((bdir / "results.json").read_text())
+    assert [r["system"].split()[-1] for r in res["rows"]] == ["greedy", "beam2"]
+    for r in res["rows"]:
+        assert r["wer"] == 0.0 and r["lat_mean_ms"] > 0 and r["enc_mean_ms"] > 0 and r["threads"] == 1
+    assert (bdir / "tradeoff.png").stat().st_size > 1000 and "| system |" in (bdir / "results.md").read_text()
+
+
+def test_cli_dispatch(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "transcribe" in capsys.readouterr().out
+    assert cli.main(["nonsense"]) == 2
+    assert "valid verbs" in capsys.readouterr().err

@@ -1,0 +1,138 @@
+"""Learning, resume, DDP and checkpoint-safety tests of the training engine (CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from narspeech.config import config_from_dict
+from narspeech.train.checkpoint import CheckpointError, load_checkpoint, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_tiny_ctc_overfits_to_zero_cer(trained_tone_model, tone_setup):
+    """A tiny CTC model learns a handful of generated utterances: training CER reaches 0."""
+    from narspeech.asr.transcribe import transcribe_utterances
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.metrics import char_error_rate
+
+    model, tok, _ = load_model(trained_tone_model)
+    utts = read_data_dir(tone_setup["train"])
+    hyps = {t.key: t.text for t in transcribe_utterances(model, tok, utts, batch_size=3)}
+    cer = char_error_rate([u.text for u in utts], [hyps[u.utt_id] for u in utts])
+    assert cer.errors == 0, f"CER {cer}: {hyps}"
+    hist = load_checkpoint(trained_tone_model.parent / "last.pt")["history"]
+    assert hist[-1]["train_loss"] < 0.1 * hist[0]["train_loss"]
+
+
+def _write_cfg(tone_setup, path: Path, **train) -> Path:
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["train"].update(train)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train_cmd(cfg: Path, exp: Path) -> list[str]:
+    return [sys.executable, "-m", "narspeech.cli", "train", "--config", str(cfg), "--exp-dir", str(exp)]
+
+
+def test_kill_and_resume_gives_same_weights(tone_setup, tmp_path):
+    """SIGKILL a run right after its first mid-epoch checkpoint, resume it, and compare with an uninterrupted run."""
+    cfg = _write_cfg(tone_setup, tmp_path / "c.yaml", max_epochs=4, save_interval_steps=3, keep_last=4, average_best=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(cfg, ref), check=True, env=env, capture_output=True)
+
+    exp = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(cfg, exp), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (exp / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = load_checkpoint(exp / "last.pt")
+    final_ref = load_checkpoint(ref / "last.pt")
+    assert killed_at["step"] < final_ref["step"]
+    subprocess.run(_train_cmd(cfg, exp), check=True, env=env, capture_output=True)
+    resumed = load_checkpoint(exp / "last.pt")
+    assert resumed["step"] == final_ref["step"]
+    for k, v in final_ref["model"].items():
+        assert torch.equal(v, resumed["model"][k]), f"{k} differs after resume"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg: dict, exp: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    _grads_of_trainer(cfg, exp, rank, world, out)
+
+
+def _grads_of_trainer(cfg: dict, exp: str, rank: int, world: int, out: str) -> None:
+    from narspeech.data.dataset import ASRDataset, collate
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.train.distributed import cleanup
+    from narspeech.train.trainer import Trainer
+
+    tr = Trainer(config_from_dict(cfg), exp, resume=False)
+    ds = ASRDataset(read_data_dir(cfg["data"]["train"][0]), tr.tokenizer)
+    idx = list(range(4))[rank * 4 // world : (rank + 1) * 4 // world]
+    tr.train_batch(collate([ds[i] for i in idx]))
+    torch.save({n: p.grad.clone() for n, p in tr.model.named_parameters()}, out)
+    cleanup(tr.dist)
+
+
+def test_ddp_two_gloo_processes_match_joint_batch(tone_setup, tmp_path):
+    """DDP over 2 gloo processes, 2 utterances each, gives the gradients of one process on all 4 utterances."""
+    import torch.multiprocessing as mp
+
+    cfg = tone_setup["config"]
+    _grads_of_trainer(cfg, str(tmp_path / "single"), 0, 1, str(tmp_path / "g1.pt"))
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path / "ddp"), str(tmp_path / "g2.pt")), nprocs=2, join=True)
+    g1 = torch.load(tmp_path / "g1.pt", weights_only=True)
+    g2 = torch.load(tmp_path / "g2.pt", weights_only=True)
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], rtol=1e-4, atol=1e-6, msg=f"gradient of {k} differs")
+
+
+def test_checkpoint_with_pickled_callable_is_refused(tmp_path):
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "narspeech-1", "model": {}, "hook": os.system}, bad)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError):
+        load_model(bad)
+
+
+def test_non_checkpoint_file_is_refused(tmp_path):
+    p = tmp_path / "x.pt"
+    torch.save({"a": torch.zeros(1)}, p)
+    with pytest.raises(CheckpointError, match="not a narspeech checkpoint"):
+        load_checkpoint(p)
+    (tmp_path / "trunc.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="trunc.pt"):
+        load_checkpoint(tmp_path / "trunc.pt")
+
+
+def test_model_file_is_self_contained(trained_tone_model):
+    """model.pt holds config, tokenizer and weights (incl. CMVN) and no optimizer state."""
+    c = load_checkpoint(trained_tone_model)
+    assert {"config", "tokenizer", "model"} <= set(c) and "optimizer" not in c
+    assert "cmvn.mean" in c["model"] and float(c["model"]["cmvn.istd"].abs().sum()) > 0
+    model, tok, cfg = load_model(trained_tone_model)
+    assert tok.vocab_size == model.vocab_size and cfg.model.name == "ctc"
