@@ -174,7 +174,9 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
         parts = key.lstrip("-").split(".")
         node = d
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
+            if node.get(p) is None:  # "conf:" left empty in the YAML is an empty section
+                node[p] = {}
+            node = node[p]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key!r}: {p!r} is not a section")
         node[parts[-1]] = parse_value(val)

@@ -182,8 +182,17 @@ def _dummy_batch(vocab_size: int) -> dict:
     }
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny batches gain nothing from intra-op threads, and on a busy machine thread hand-offs dominate."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(REPO)) for p in CONFIGS])
-def test_config_dry_run(path):
+def test_config_dry_run(path, one_thread):
     torch.manual_seed(0)
     cfg = load_config(path)
     # what checkpoints and exp/config.yaml store reloads to the same config

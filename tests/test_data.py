@@ -215,12 +215,13 @@ def test_validate_cli(good_dir, tmp_path, capsys):
 
     assert validate.main([str(good_dir)]) == 0
     assert "OK" in capsys.readouterr().out
-    bad = tmp_path / "bad"
-    write_data_dir(bad, _good_utts(tmp_path))
-    (tmp_path / "wav" / "spkA-u1.wav").unlink()
+    bad = tmp_path / "other" / "bad"
+    write_data_dir(bad, _good_utts(tmp_path / "other"))
+    (tmp_path / "other" / "wav" / "spkA-u1.wav").unlink()
     assert validate.main([str(good_dir), str(bad)]) == 1
-    err = capsys.readouterr().err
-    assert "spkA-u1" in err and "wav.scp" in err
+    out = capsys.readouterr()
+    assert f"{good_dir}: OK" in out.out and f"{bad}: OK" not in out.out
+    assert "spkA-u1" in out.err and str(bad / "wav.scp") in out.err
     assert validate.main(["--no-audio", str(bad)]) == 0
 
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The offline demo: generate a multi-voice English corpus with espeak-ng, train a small Conformer-CTC on 2 CPU
+# cores, decode and score the test set, then transcribe a file with the CLI. Usage: ./run.sh [--stage N] [--stop_stage M]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=100
+nj=2                      # parallel jobs for data generation
+num_train=1500            # generated utterances per split
+num_dev=150
+num_test=150
+config=conf/ctc.yaml
+exp=exp/ctc
+train_args=""             # extra dotted overrides, e.g. "train.max_epochs=20 optim.lr=1e-3"
+decode_args=""            # e.g. "--method beam --beam-size 10"
+test_sets="test"
+bench=false               # stage 6: latency/quality benchmark (narspeech bench asr)
+
+. ../../../tools/path.sh
+. ../../../tools/parse_options.sh
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+    log "stage 0: generate the corpus with espeak-ng (data/{train,dev,test}, audio in data/wav)"
+    narspeech prepare mini --data-dir data --audio-dir data/wav --nj "$nj" \
+        --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test"
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+    log "stage 1: validate the data directories"
+    narspeech validate data/train data/dev data/test
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+    log "stage 2: character tokenizer and global CMVN statistics"
+    narspeech tokens --kind char --data data/train --out data/token_char
+    narspeech cmvn --data data/train --out data/cmvn.json --max-utts 500
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+    log "stage 3: train $config -> $exp (resumes from $exp/last.pt if present)"
+    # shellcheck disable=SC2086
+    narspeech train --config "$config" --exp-dir "$exp" $train_args
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+    log "stage 4: decode and score $test_sets"
+    for s in $test_sets; do
+        # shellcheck disable=SC2086
+        narspeech decode --model "$exp/model.pt" --data "data/$s" --out-dir "$exp/decode" $decode_args
+    done
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+    log "stage 5: transcribe audio files with the CLI"
+    files=$(awk 'NR<=3 {print $2}' data/test/wav.scp)
+    # shellcheck disable=SC2086
+    narspeech transcribe --model "$exp/model.pt" $files
+    log "references:"; head -3 data/test/text >&2
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && [ "$bench" = true ]; then
+    log "stage 6: benchmark (1 thread, batch 1 and full batch)"
+    narspeech bench asr --model "$exp/model.pt" --data data/test --out-dir "$exp/bench" --methods greedy,beam --threads 1
+fi
+
+log "done. model: $exp/model.pt"
