@@ -136,3 +136,43 @@ def test_model_file_is_self_contained(trained_tone_model):
     assert "cmvn.mean" in c["model"] and float(c["model"]["cmvn.istd"].abs().sum()) > 0
     model, tok, cfg = load_model(trained_tone_model)
     assert tok.vocab_size == model.vocab_size and cfg.model.name == "ctc"
+
+
+def test_non_finite_loss_is_skipped_without_touching_weights(tone_setup, tmp_path):
+    from narspeech.data.dataset import ASRDataset, collate
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.train.trainer import Trainer
+
+    tr = Trainer(config_from_dict(tone_setup["config"]), tmp_path / "exp", resume=False)
+    ds = ASRDataset(read_data_dir(tone_setup["train"]), tr.tokenizer)
+    batch = collate([ds[0], ds[1]])
+    batch["feats"][0, 5, 3] = float("nan")
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    assert tr.train_batch(batch) is None
+    assert all(p.grad is None for p in tr.model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+    good = tr.train_batch(collate([ds[0], ds[1]]))
+    assert good is not None and good["loss"] > 0 and "ctc" in good
+
+
+def test_unknown_config_key_fails_before_training(tone_setup, tmp_path, capsys):
+    from narspeech.bin import train
+
+    rc = train.main(["--config", str(tone_setup["config_path"]), "--exp-dir", str(tmp_path / "e"), "optim.learning_rate=1"])
+    assert rc == 2 and "optim.learning_rate" in capsys.readouterr().err
+
+
+def test_torchrun_two_cpu_processes_train_end_to_end(tone_setup, tmp_path):
+    """The real launcher: `torchrun --nproc_per_node 2` (gloo on CPU) trains, checkpoints and exports model.pt."""
+    cfg = _write_cfg(tone_setup, tmp_path / "c.yaml", max_epochs=2, average_best=2)
+    exp = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "narspeech.cli", "train", "--config", str(cfg), "--exp-dir", str(exp)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "world size 2" in (exp / "train.log").read_text()
+    ckpt = load_checkpoint(exp / "last.pt")
+    assert ckpt["epoch"] == 3 and len(ckpt["history"]) == 2
+    model, tok, _ = load_model(exp / "model.pt")
+    assert tok.vocab_size == model.vocab_size

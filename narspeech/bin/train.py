@@ -23,11 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.train.distributed import cleanup
     from narspeech.train.trainer import Trainer
 
+    import os
+
     exp = Path(args.exp_dir)
     exp.mkdir(parents=True, exist_ok=True)
+    rank = int(os.environ.get("RANK", "0"))  # set by torchrun; other ranks keep their own log file
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(exp / "train.log")],
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        handlers=[logging.StreamHandler(sys.stderr), logging.FileHandler(exp / ("train.log" if rank == 0 else f"train.rank{rank}.log"))],
     )
     try:
         cfg = load_config(args.config, args.overrides)

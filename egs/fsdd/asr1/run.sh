@@ -42,8 +42,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-    log "stage 2: SentencePiece tokenizer (digit words become single pieces) and global CMVN"
-    narspeech tokens --kind bpe --vocab-size 24 --data data/train --out data/token_bpe
+    log "stage 2: SentencePiece unigram tokenizer (each digit word becomes one piece) and global CMVN"
+    narspeech tokens --kind bpe --model-type unigram --vocab-size 30 --data data/train --out data/token_bpe
     narspeech cmvn --data data/train --out data/cmvn.json --max-utts 1000
 fi
 
