@@ -7,8 +7,9 @@ import random
 
 import torch
 import torchaudio.compliance.kaldi as kaldi
-import torchaudio.functional as AF
 from torch import nn
+
+from narspeech.audio.io import resample
 
 SAMPLE_RATE = 16000
 NUM_MEL_BINS = 80
@@ -49,7 +50,7 @@ def speed_perturb(wav: torch.Tensor, factor: float, sample_rate: int = SAMPLE_RA
     """
     if factor == 1.0:
         return wav
-    return AF.resample(wav, orig_freq=int(round(sample_rate * factor)), new_freq=sample_rate)
+    return resample(wav, int(round(sample_rate * factor)), sample_rate)
 
 
 class GlobalCMVN(nn.Module):

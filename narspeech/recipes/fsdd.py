@@ -9,7 +9,7 @@ recording heard in training is ever part of a dev/test utterance. ``<data_dir>/<
 (file stems, in order) each utterance is made of, and ``utt2dur`` its duration in seconds.
 
 ``prepare_fsdd`` is the library function; ``main`` is the thin CLI behind ``narspeech prepare fsdd``. The audio helpers
-here (:func:`load_mono`, :func:`resample_to_target`, :func:`write_pcm16`) are shared with the yes/no recipe.
+here (:func:`load_mono`, :func:`shared_data_dir`) are shared with the yes/no recipe.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from narspeech.audio.io import resample, save_wav
 from narspeech.data.kaldi import Utterance, write_data_dir, write_kv
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # parent of the ``narspeech`` p
 GIT_CLONE_TIMEOUT_S = 900
 
 TARGET_SAMPLE_RATE = 16000  # what the rest of the toolkit (fbank front-ends, vocoders) expects
-PCM16_SCALE = 32768.0  # soundfile reads int16 as value / 32768; writing with the same scale keeps levels exact
 MIN_TAKES_PER_UTT = 2
 MAX_TAKES_PER_UTT = 7
 GAP_SECONDS = (0.050, 0.250)  # silence between two digits, drawn uniformly
@@ -94,28 +94,6 @@ def load_mono(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if wave.shape[0] == 0:
         raise AudioFileError(f"{path}: no samples")
     return wave[:, 0], int(sr)
-
-
-def resample_to_target(wave: np.ndarray, sample_rate: int, target: int = TARGET_SAMPLE_RATE) -> np.ndarray:
-    """Resample a 1-D float32 signal with torchaudio's band-limited sinc resampler."""
-    if sample_rate == target:
-        return wave
-    import torch
-    import torchaudio.functional as AF
-
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), sample_rate, target).numpy()
-
-
-def write_pcm16(path: str | os.PathLike, wave: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE) -> None:
-    """Write a float signal as 16-bit PCM wav atomically (temp file + rename), so a killed job leaves no half file."""
-    import soundfile as sf
-
-    path = Path(path)
-    # Resampling overshoots a little near full scale; clip rather than let int16 wrap around.
-    pcm = np.clip(np.round(wave * PCM16_SCALE), -32768, 32767).astype(np.int16)
-    tmp = path.with_name(path.name + ".tmp")
-    sf.write(str(tmp), pcm, sample_rate, format="WAV", subtype="PCM_16")
-    os.replace(tmp, path)
 
 
 def scan_folder(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
@@ -201,7 +179,7 @@ def _load_takes(takes: Sequence[FsddTake]) -> dict[FsddTake, np.ndarray]:
         except AudioFileError as e:
             logger.warning("skipping unreadable take: %s", e)
             continue
-        audio[t] = resample_to_target(wave, sr)
+        audio[t] = resample(wave, sr, TARGET_SAMPLE_RATE).numpy()
     return audio
 
 
@@ -278,7 +256,7 @@ def _write_set(
         utt_id = f"{speaker}-{name}-{index:0{width}d}"
         wave = _render(group, audio, rng)
         wav_path = wav_dir / f"{utt_id}.wav"
-        write_pcm16(wav_path, wave)
+        save_wav(wav_path, wave, TARGET_SAMPLE_RATE)
         text = " ".join(DIGIT_WORDS[t.digit] for t in group)
         utts.append(Utterance(utt_id, str(wav_path), text, speaker))
         utt2takes[utt_id] = " ".join(t.stem for t in group)

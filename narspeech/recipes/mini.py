@@ -17,7 +17,6 @@ same text, voice, rate and pitch is reused, so reruns are cheap and a changed se
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import multiprocessing
 import os
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TARGET_SAMPLE_RATE = 16000  # what the rest of the toolkit (fbank front-ends, vocoders) expects
-PCM16_SCALE = 32768.0  # soundfile reads int16 as value / 32768; writing with the same scale keeps levels exact
 EDGE_SILENCE_S = 0.1  # silence kept (or padded) before the first and after the last sound
 PEAK_LIMIT = 0.95  # louder utterances are scaled down to this peak; quieter voices keep their level
 SILENCE_THRESHOLD = 0.01  # |sample| / peak below which an edge sample counts as silence
@@ -289,40 +287,19 @@ def _read_duration_if_reusable(job: _Job) -> float | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
-def _resampler(orig: int, new: int) -> torch.nn.Module:
-    """torchaudio's sinc resampler (same as ``torchaudio.functional.resample``) with its kernel built once: building
-    it per utterance was a quarter of the generation time."""
-    import torchaudio
-
-    return torchaudio.transforms.Resample(orig, new)
-
-
 def _make_wav(job: _Job) -> float:
     """Synthesize, trim, resample and write one utterance atomically; return its duration in seconds."""
-    import soundfile as sf
-    import torch
-
+    from narspeech.audio.io import resample, save_wav
     from narspeech.recipes import espeak
 
     wave = espeak.synthesize(job.text, job.speaker.voice, job.speaker.rate, job.speaker.pitch)
-    wave = _trim_edges(wave, espeak.SAMPLE_RATE)
-    with torch.inference_mode():
-        wave = _resampler(espeak.SAMPLE_RATE, TARGET_SAMPLE_RATE)(torch.from_numpy(wave)).numpy()
+    wave = resample(_trim_edges(wave, espeak.SAMPLE_RATE), espeak.SAMPLE_RATE, TARGET_SAMPLE_RATE).numpy()
     # some variants (and the sinc resampler's overshoot) reach full scale: scale those down rather than clip
     peak = float(np.abs(wave).max())
     if peak > PEAK_LIMIT:
         wave = wave * (PEAK_LIMIT / peak)
-    pcm = np.clip(np.round(wave * PCM16_SCALE), -32768, 32767).astype(np.int16)
-    tmp = f"{job.path}.{os.getpid()}.tmp"
-    try:
-        with sf.SoundFile(tmp, "w", TARGET_SAMPLE_RATE, 1, "PCM_16", format="WAV") as f:
-            f.comment = job.key
-            f.write(pcm)
-        os.replace(tmp, job.path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # only left when writing failed
-    return len(pcm) / TARGET_SAMPLE_RATE
+    # the key stored in the wav lets a rerun reuse it only when voice, rate, pitch and text are unchanged
+    return save_wav(job.path, wave, TARGET_SAMPLE_RATE, comment=job.key) / TARGET_SAMPLE_RATE
 
 
 def _make_wavs(jobs: Sequence[_Job]) -> list[float]:

@@ -21,6 +21,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from narspeech.audio.io import resample, save_wav
 from narspeech.data.kaldi import Utterance, write_data_dir, write_kv
 from narspeech.recipes.fsdd import (
     SHARED_DATA_ENV,
@@ -29,10 +30,8 @@ from narspeech.recipes.fsdd import (
     DownloadError,
     resolve_corpus_dir,
     load_mono,
-    resample_to_target,
     scan_folder,
     shared_data_dir,
-    write_pcm16,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,11 +101,11 @@ def prepare_yesno(
             except AudioFileError as e:
                 logger.warning("skipping unreadable recording: %s", e)
                 continue
-            wave = resample_to_target(wave, sr)
+            wave = resample(wave, sr, TARGET_SAMPLE_RATE).numpy()
             stem = Path(file_name).stem
             wav_path = audio_dir / name / file_name
             wav_path.parent.mkdir(parents=True, exist_ok=True)
-            write_pcm16(wav_path, wave)
+            save_wav(wav_path, wave, TARGET_SAMPLE_RATE)
             utts.append(Utterance(stem, str(wav_path), transcript(stem), SPEAKER))
             utt2dur[stem] = f"{len(wave) / TARGET_SAMPLE_RATE:.4f}"
         if not utts:
