@@ -50,31 +50,34 @@ class SelfAttention(nn.Module):
         self.attn = nn.MultiheadAttention(d, num_heads, dropout=dropout, batch_first=True)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         h = self.norm(x)
         h, _ = self.attn(h, h, h, key_padding_mask=pad_mask, need_weights=False)
         return self.dropout(h)
 
 
 class ConvModule(nn.Module):
-    """Pointwise conv + GLU, depthwise conv, norm, SiLU, pointwise conv; padded frames are zeroed first."""
+    """Pointwise + GLU, depthwise conv, norm, SiLU, pointwise; padded frames are zeroed before the depthwise conv.
+
+    The pointwise convolutions are ``nn.Linear`` on (B, T, D): the same operation as a kernel-1 Conv1d, without the
+    two transposes around it (a tenth of the encoder's CPU time at batch 1).
+    """
 
     def __init__(self, d: int, kernel_size: int, dropout: float) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d)
-        self.pw1 = nn.Conv1d(d, 2 * d, 1)
+        self.pw1 = nn.Linear(d, 2 * d)
         self.dw = nn.Conv1d(d, d, kernel_size, padding=kernel_size // 2, groups=d)
         self.dw_norm = nn.LayerNorm(d)
-        self.pw2 = nn.Conv1d(d, d, 1)
+        self.pw2 = nn.Linear(d, d)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x).transpose(1, 2)  # (B, D, T)
-        # zero padded frames right before the depthwise conv, so they never reach valid frames
-        h = nn.functional.glu(self.pw1(h), dim=1).masked_fill(pad_mask.unsqueeze(1), 0.0)
-        h = self.dw(h).transpose(1, 2)
-        h = nn.functional.silu(self.dw_norm(h)).transpose(1, 2)
-        return self.dropout(self.pw2(h).transpose(1, 2))
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+        h = nn.functional.glu(self.pw1(self.norm(x)), dim=-1)  # (B, T, D)
+        if pad_mask is not None:  # padded frames must not reach valid ones through the depthwise conv
+            h = h.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        h = self.dw(h.transpose(1, 2)).transpose(1, 2)
+        return self.dropout(self.pw2(nn.functional.silu(self.dw_norm(h))))
 
 
 class ConformerBlock(nn.Module):
@@ -88,7 +91,7 @@ class ConformerBlock(nn.Module):
         self.ff2 = FeedForward(d, ffn_dim, dropout)
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         x = x + 0.5 * self.ff1(x)
         x = x + self.mhsa(x, pad_mask)
         x = x + self.conv(x, pad_mask)
@@ -105,7 +108,7 @@ class TransformerBlock(nn.Module):
         self.mhsa = SelfAttention(d, num_heads, dropout)
         self.ff = FeedForward(d, ffn_dim, dropout)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
         x = x + self.mhsa(x, pad_mask)
         return x + self.ff(x)
 
@@ -149,7 +152,9 @@ class Encoder(nn.Module):
         -> ``y``: (B, T', d_model), ``y_lens``: (B,) valid frames after x4 subsampling."""
         h, lens = self.subsampling(x, x_lens)
         h = self.pos_enc(h)
-        pad_mask = make_pad_mask(lens, h.size(1))
+        pad_mask: torch.Tensor | None = make_pad_mask(lens, h.size(1))
+        if not pad_mask.any():
+            pad_mask = None  # no padding (e.g. batch 1): the unmasked attention and conv paths are faster
         for i, layer in enumerate(self.layers, 1):
             h = layer(h, pad_mask)
             if layer_hook is not None:
