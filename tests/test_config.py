@@ -218,3 +218,14 @@ def test_config_dry_run(path, one_thread):
     assert isinstance(hyps, list) and len(hyps) == 2
     for h in hyps:
         assert all(isinstance(t, int) and 0 < t < vocab for t in h)
+
+
+def test_conf_defaults_yaml_is_current(capsys):
+    """conf/defaults.yaml documents every key: it must equal what `narspeech train --print-config` prints."""
+    from narspeech.bin import train
+
+    assert train.main(["--print-config"]) == 0
+    printed = capsys.readouterr().out
+    text = (Path(__file__).resolve().parents[1] / "conf" / "defaults.yaml").read_text()
+    body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
+    assert body == printed, "regenerate with: narspeech train --print-config > conf/defaults.yaml (keep the header)"

@@ -58,32 +58,35 @@ def bench_model(
     """One row of the table, plus (output length, batch-1 latency ms) pairs for the length figure."""
     model = model.to(device).eval()
     dur = sum(w.numel() for w in wavs) / sample_rate
-    one = lambda w: (fbank(w, sample_rate).unsqueeze(0).to(device), None)  # noqa: E731
 
-    def run1(w: torch.Tensor) -> list[int]:
+    def run1(w: torch.Tensor) -> tuple[list[int], str]:
         f = fbank(w.to(device), sample_rate).unsqueeze(0)
-        return model.infer(f, torch.tensor([f.size(1)], device=device), opts)[0]
+        ids = model.infer(f, torch.tensor([f.size(1)], device=device), opts)[0]
+        return ids, tok.decode(ids)
+
+    def enc1(w: torch.Tensor) -> None:
+        f = fbank(w.to(device), sample_rate).unsqueeze(0)
+        model.encode(f, torch.tensor([f.size(1)], device=device))
+
+    def timed(fn, w: torch.Tensor):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn(w)
+        _sync(device)
+        return out, 1000 * (time.perf_counter() - t0)
 
     with torch.inference_mode():
         for w in wavs[:warmup]:
             run1(w)
-        hyps, lats, lens = [], [], []
+            enc1(w)
+        hyps, lats, lens, enc = [], [], [], []
+        # full decode and encoder-only alternate per utterance, so machine noise hits both alike
         for w in wavs:
-            _sync(device)
-            t0 = time.perf_counter()
-            ids = run1(w)
-            _sync(device)
-            lats.append(1000 * (time.perf_counter() - t0))
-            hyps.append(tok.decode(ids))
+            (ids, text), ms = timed(run1, w)
+            lats.append(ms)
+            hyps.append(text)
             lens.append(len(ids))
-        enc = []
-        for w in wavs:
-            _sync(device)
-            t0 = time.perf_counter()
-            f = fbank(w.to(device), sample_rate).unsqueeze(0)
-            model.encode(f, torch.tensor([f.size(1)], device=device))
-            _sync(device)
-            enc.append(1000 * (time.perf_counter() - t0))
+            enc.append(timed(enc1, w)[1])
         order = sorted(range(len(wavs)), key=lambda i: wavs[i].numel())
         _sync(device)
         t0 = time.perf_counter()
@@ -94,7 +97,6 @@ def bench_model(
             model.infer(x, torch.tensor([f.size(0) for f in feats], device=device), opts)
         _sync(device)
         full = time.perf_counter() - t0
-    del one
     row = BenchRow(
         system=name, device=device.type, threads=threads,
         wer=100 * word_error_rate(refs, hyps).rate, cer=100 * char_error_rate(refs, hyps).rate,

@@ -4,26 +4,40 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="narspeech train", description=__doc__)
-    p.add_argument("--config", required=True, help="YAML experiment config")
-    p.add_argument("--exp-dir", required=True, help="output directory (checkpoints, logs, model.pt)")
+    p.add_argument("--config", help="YAML experiment config (omitted: the defaults)")
+    p.add_argument("--exp-dir", help="output directory (checkpoints, logs, model.pt)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (every key, with overrides applied) as YAML and exit")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if exp-dir/last.pt exists")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-3 train.max_epochs=10")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
-    from narspeech.config import ConfigError, load_config
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    from narspeech.config import ConfigError, load_config, to_dict
+
+    if args.print_config:
+        import yaml
+
+        try:
+            print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
+        except ConfigError as e:
+            print(f"narspeech train: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if not (args.config and args.exp_dir):
+        parser.error("--config and --exp-dir are required for training")
     from narspeech.train.distributed import cleanup
     from narspeech.train.trainer import Trainer
-
-    import os
 
     exp = Path(args.exp_dir)
     exp.mkdir(parents=True, exist_ok=True)
