@@ -131,6 +131,7 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
     for r in rows:
         a.scatter(r.lat_mean_ms, r.wer, s=40)
         a.annotate(f"{r.system} ({r.device})", (r.lat_mean_ms, r.wer), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    a.margins(x=0.25, y=0.2)  # room for the labels
     a.set_xlabel("latency per utterance, batch 1 (ms)")
     a.set_ylabel("WER (%)")
     a.set_title("quality vs latency")

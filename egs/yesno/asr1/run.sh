@@ -29,8 +29,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-    log "stage 2: word-piece tokenizer (yes, no) and CMVN"
-    narspeech tokens --kind bpe --vocab-size 8 --data data/train --out data/token_bpe
+    log "stage 2: SentencePiece unigram tokenizer (pieces ▁yes, ▁no) and CMVN"
+    narspeech tokens --kind bpe --model-type unigram --vocab-size 9 --data data/train --out data/token_bpe
     narspeech cmvn --data data/train --out data/cmvn.json
 fi
 
