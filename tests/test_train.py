@@ -176,3 +176,33 @@ def test_torchrun_two_cpu_processes_train_end_to_end(tone_setup, tmp_path):
     assert ckpt["epoch"] == 3 and len(ckpt["history"]) == 2
     model, tok, _ = load_model(exp / "model.pt")
     assert tok.vocab_size == model.vocab_size
+
+
+def test_gradient_accumulation_equals_the_joint_batch(tone_setup, tmp_path):
+    """accum_grad=2 over two halves gives the gradient of one step on the joint batch (equal-size halves)."""
+    from narspeech.data.dataset import ASRDataset, collate
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.train.trainer import Trainer
+
+    def grads(accum: int, parts: list[list[int]]) -> dict[str, torch.Tensor]:
+        cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+        cfg["optim"]["accum_grad"] = accum
+        tr = Trainer(config_from_dict(cfg), tmp_path / f"a{accum}", resume=False)
+        ds = ASRDataset(read_data_dir(tone_setup["train"]), tr.tokenizer)
+        for i, idx in enumerate(parts):
+            tr.train_batch(collate([ds[j] for j in idx]), sync=i == len(parts) - 1)
+        return {n: p.grad.clone() for n, p in tr.model.named_parameters()}
+
+    joint, accumulated = grads(1, [[0, 1, 2, 3]]), grads(2, [[0, 1], [2, 3]])
+    for k in joint:
+        torch.testing.assert_close(accumulated[k], joint[k], rtol=1e-4, atol=1e-6, msg=f"gradient of {k} differs")
+
+
+def test_old_epoch_checkpoints_are_pruned(trained_tone_model):
+    """keep_last=2 and average_best=1: at most 3 epoch files stay, the newest two among them."""
+    from narspeech.train.checkpoint import epoch_checkpoints
+
+    exp = trained_tone_model.parent
+    kept = [p.name for p in epoch_checkpoints(exp)]
+    last_epoch = load_checkpoint(exp / "last.pt")["epoch"] - 1
+    assert 2 <= len(kept) <= 3 and kept[-2:] == [f"epoch{last_epoch - 1}.pt", f"epoch{last_epoch}.pt"]
