@@ -87,8 +87,8 @@ def average_state_dicts(paths: Sequence[str | os.PathLike]) -> dict[str, torch.T
                 avg[k] += v.double()
             else:
                 avg[k] = v.double().clone()
-    last = load_checkpoint(paths[-1])["model"]
-    return {k: (v / len(paths)).to(last[k].dtype) if last[k].is_floating_point() else v for k, v in avg.items()}
+    # sd is the last checkpoint's: its dtypes are the ones restored
+    return {k: (v / len(paths)).to(sd[k].dtype) if sd[k].is_floating_point() else v for k, v in avg.items()}
 
 
 _EPOCH_RE = re.compile(r"^epoch(\d+)\.pt$")

@@ -118,7 +118,7 @@ class Trainer:
                                 d.dither)
         return ds
 
-    def _loader(self, ds: ASRDataset, shuffle: bool, sampler: BucketBatchSampler) -> DataLoader:
+    def _loader(self, ds: ASRDataset, sampler: BucketBatchSampler) -> DataLoader:
         # A private generator keeps the DataLoader from drawing on the global RNG, which resume restores exactly.
         return DataLoader(
             ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.data.num_workers,
@@ -265,7 +265,7 @@ class Trainer:
         lengths = [train_ds.num_frames(i) for i in range(len(train_ds))]
         sampler = BucketBatchSampler(lengths, self.cfg.data.max_frames, True, t.seed, self.dist.world_size, self.dist.rank)
         vsampler = BucketBatchSampler([valid_ds.num_frames(i) for i in range(len(valid_ds))], self.cfg.data.max_frames, False)
-        valid_loader = self._loader(valid_ds, False, vsampler)
+        valid_loader = self._loader(valid_ds, vsampler)
         log.info("%d train / %d valid utterances, %.2fM parameters, device %s, world size %d", len(train_ds),
                  len(valid_ds), sum(p.numel() for p in self.model.parameters()) / 1e6, self.device, self.dist.world_size)
         start = time.monotonic() - sum(h.get("seconds", 0.0) for h in self.history)
@@ -274,7 +274,8 @@ class Trainer:
         while self.epoch <= t.max_epochs:
             train_ds.set_epoch(self.epoch)
             sampler.set_epoch(self.epoch, self.batch_in_epoch)
-            loader = self._loader(train_ds, True, sampler)
+            epoch_start = time.monotonic()
+            loader = self._loader(train_ds, sampler)
             sums: dict[str, float] = {}
             nb = 0
             bar = tqdm(loader, desc=f"epoch {self.epoch}", disable=None if self.dist.is_main else True, leave=False)
@@ -305,7 +306,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats['loss']:.3f}")
                     if t.save_interval_steps and self.step % t.save_interval_steps == 0:
                         self._save_last()
-            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - start)
+            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - epoch_start)
             over_budget = t.max_minutes > 0 and (time.monotonic() - start) / 60 >= t.max_minutes
             if all_reduce_min(1.0 if over_budget else 0.0, self.dist, self.device) == 1.0 and self.epoch <= t.max_epochs:
                 log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, self.epoch - 1)
@@ -316,12 +317,12 @@ class Trainer:
             self.writer.close()
         return out
 
-    def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], elapsed: float) -> None:
-        metrics = self.validate(valid_loader) if self.dist.is_main else {}
-        entry = {"epoch": self.epoch, "step": self.step, "seconds": elapsed, **{f"train_{k}": v for k, v in train_stats.items()}, **metrics}
+    def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], seconds: float) -> None:
+        """Validate (rank 0), record the epoch, write ``epoch<N>.pt`` and ``last.pt``, prune old epochs."""
         if self.dist.is_main:
-            prev = sum(h.get("seconds", 0.0) for h in self.history)
-            entry["seconds"] = elapsed - prev
+            metrics = self.validate(valid_loader)
+            entry = {"epoch": self.epoch, "step": self.step, "seconds": seconds,
+                     **{f"train_{k}": v for k, v in train_stats.items()}, **metrics}
             log.info("epoch %d done: %s", self.epoch, " ".join(f"{k} {v:.4f}" for k, v in entry.items() if isinstance(v, float)))
             for k, v in metrics.items():
                 self.writer.add_scalar(k.replace("_", "/", 1), v, self.epoch)
