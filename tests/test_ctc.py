@@ -123,3 +123,66 @@ def test_ctc_loss_is_mean_per_utterance():
     one = ctc_loss(lp[:1], torch.tensor([30]), tokens[:1, :3], torch.tensor([3]))
     two = ctc_loss(lp[1:], torch.tensor([30]), tokens[1:, :2], torch.tensor([2]))
     torch.testing.assert_close(both, (one + two) / 2)
+
+
+def _inter_model(self_condition: bool, weight: float = 0.3) -> CTCModel:
+    cfg = CTCModelConfig(interctc_layers=[1, 2], interctc_weight=weight, self_condition=self_condition)
+    cfg.encoder.block, cfg.encoder.d_model, cfg.encoder.num_heads, cfg.encoder.ffn_dim = "conformer", 32, 2, 64
+    cfg.encoder.num_layers, cfg.encoder.subsampling_channels, cfg.encoder.dropout = 3, 8, 0.0
+    cfg.specaug.num_freq_masks = cfg.specaug.num_time_masks = 0
+    torch.manual_seed(0)
+    return CTCModel.from_config(cfg, vocab_size=12)
+
+
+_BATCH = {
+    "feats": torch.randn(2, 120, 80, generator=torch.Generator().manual_seed(5)), "feat_lens": torch.tensor([120, 90]),
+    "tokens": torch.tensor([[5, 6, 7, 8, 9], [4, 5, 6, -1, -1]]), "token_lens": torch.tensor([5, 3]),
+}
+
+
+def test_interctc_loss_terms_and_weights():
+    """InterCTC: (1-w)*CTC + w*mean(InterCTC), the intermediate losses computed with the shared head."""
+    model = _inter_model(self_condition=False).eval()
+    terms = model(_BATCH)
+    assert set(terms) == {"ctc", "interctc"} and terms["ctc"].weight == 0.7 and terms["interctc"].weight == 0.3
+    # recompute the intermediate losses by hand from the encoder layers
+    x = model.cmvn(_BATCH["feats"])
+    h, lens = model.encoder.subsampling(x, _BATCH["feat_lens"])
+    h = model.encoder.pos_enc(h)
+    pad = make_pad_mask(lens, h.size(1))
+    manual = []
+    for layer in model.encoder.layers[:2]:
+        h = layer(h, pad)
+        manual.append(ctc_loss(model.ctc_head(model.encoder.norm(h)).log_softmax(-1), lens, _BATCH["tokens"], _BATCH["token_lens"]))
+    torch.testing.assert_close(terms["interctc"].value, torch.stack(manual).mean())
+    # without self-conditioning, the final output is the plain encoder's
+    plain = ctc_loss(model.ctc_log_probs(_BATCH["feats"], _BATCH["feat_lens"])[0], lens, _BATCH["tokens"], _BATCH["token_lens"])
+    torch.testing.assert_close(terms["ctc"].value, plain)
+
+
+def test_self_conditioning_feeds_posteriors_back_in_training_and_inference():
+    sc = _inter_model(self_condition=True).eval()
+    plain = _inter_model(self_condition=False).eval()  # same seed: identical weights except the projection
+    with torch.no_grad():
+        sc.cond_proj.weight.normal_(0, 1.0)
+        h_sc, _ = sc.encode(_BATCH["feats"], _BATCH["feat_lens"])
+        h_plain, _ = plain.encode(_BATCH["feats"], _BATCH["feat_lens"])
+        assert not torch.allclose(h_sc, h_plain, atol=1e-3)
+        sc.cond_proj.weight.zero_()
+        sc.cond_proj.bias.zero_()
+        h_zero, _ = sc.encode(_BATCH["feats"], _BATCH["feat_lens"])
+    torch.testing.assert_close(h_zero, h_plain)  # a zero projection is exactly the unconditioned encoder
+    terms = sc.train()(_BATCH)
+    (terms["ctc"].weight * terms["ctc"].value + terms["interctc"].weight * terms["interctc"].value).backward()
+    assert sc.cond_proj.weight.grad is not None and sc.cond_proj.weight.grad.abs().sum() > 0
+    assert len(sc.eval().infer(_BATCH["feats"], _BATCH["feat_lens"])) == 2
+
+
+def test_interctc_config_errors():
+    import pytest
+
+    cfg = CTCModelConfig(interctc_layers=[6])
+    with pytest.raises(ValueError, match="interctc_layers"):
+        CTCModel.from_config(cfg, 10)
+    with pytest.raises(ValueError, match="self_condition needs"):
+        CTCModel.from_config(CTCModelConfig(self_condition=True), 10)

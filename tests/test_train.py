@@ -206,3 +206,23 @@ def test_old_epoch_checkpoints_are_pruned(trained_tone_model):
     kept = [p.name for p in epoch_checkpoints(exp)]
     last_epoch = load_checkpoint(exp / "last.pt")["epoch"] - 1
     assert 2 <= len(kept) <= 3 and kept[-2:] == [f"epoch{last_epoch - 1}.pt", f"epoch{last_epoch}.pt"]
+
+
+def test_self_conditioned_ctc_overfits_to_zero_cer(tone_setup, tmp_path):
+    """SC-CTC (InterCTC at layer 1, posteriors fed back) learns the generated utterances too."""
+    from narspeech.asr.transcribe import transcribe_utterances
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.metrics import char_error_rate
+    from narspeech.train.trainer import Trainer
+
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["model"]["conf"].update(interctc_layers=[1], interctc_weight=0.5, self_condition=True)
+    out = Trainer(config_from_dict(cfg), tmp_path / "sc", resume=False).fit()
+    model, tok, _ = load_model(out)
+    assert model.cond_proj is not None
+    utts = read_data_dir(tone_setup["train"])
+    hyps = {t.key: t.text for t in transcribe_utterances(model, tok, utts, batch_size=4)}
+    cer = char_error_rate([u.text for u in utts], [hyps[u.utt_id] for u in utts])
+    assert cer.errors == 0, f"CER {cer}: {hyps}"
+    hist = load_checkpoint(tmp_path / "sc" / "last.pt")["history"]
+    assert hist[-1]["train_interctc"] < 0.1 * hist[0]["train_interctc"]

@@ -1,10 +1,16 @@
-"""Conformer/Transformer CTC ASR (Graves et al., 2006; Gulati et al., 2020).
+"""Conformer/Transformer CTC ASR (Graves et al., 2006; Gulati et al., 2020), with two encoder options:
+
+- Intermediate CTC (Lee & Watanabe, 2021, arXiv:2102.03216): CTC losses on the outputs of chosen encoder layers
+  (final norm + the shared CTC head); loss ``(1 - w) * CTC + w * mean(InterCTC)``.
+- Self-conditioned CTC (Nozaki & Komatsu, 2021, arXiv:2104.02724): the intermediate posteriors are projected back
+  to the model dimension and added to the hidden states, in training and in inference.
 
 Global CMVN and SpecAugment live inside the model, so a checkpoint takes raw 80-dim fbank and needs nothing else.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -32,21 +38,45 @@ class CTCModelConfig:
     input_dim: int = NUM_MEL_BINS
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
+    interctc_layers: list[int] = field(default_factory=list)  # 1-based encoder layers with an intermediate CTC loss
+    interctc_weight: float = 0.0  # w in (1 - w) * CTC + w * mean(InterCTC)
+    self_condition: bool = False  # SC-CTC: feed the intermediate posteriors back into the encoder
 
 
 @MODELS.register("ctc")
 class CTCModel(ASRModel):
-    """Encoder + linear CTC head."""
+    """Encoder + linear CTC head; optionally Intermediate CTC and self-conditioning (see the module docstring)."""
 
     Config = CTCModelConfig
 
-    def __init__(self, vocab_size: int, encoder: Encoder, specaug: SpecAugment, input_dim: int = NUM_MEL_BINS) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder: Encoder,
+        specaug: SpecAugment,
+        input_dim: int = NUM_MEL_BINS,
+        interctc_layers: Sequence[int] = (),
+        interctc_weight: float = 0.0,
+        self_condition: bool = False,
+    ) -> None:
         super().__init__()
+        num_layers = len(encoder.layers)
+        bad = [i for i in interctc_layers if not 1 <= i < num_layers]
+        if bad:
+            raise ValueError(f"interctc_layers {bad} must be in 1..{num_layers - 1} (the last layer already has the CTC loss)")
+        if not 0.0 <= interctc_weight < 1.0:
+            raise ValueError(f"interctc_weight must be in [0, 1), got {interctc_weight}")
+        if self_condition and not interctc_layers:
+            raise ValueError("self_condition needs interctc_layers (the layers whose posteriors are fed back)")
         self.vocab_size = vocab_size
         self.cmvn = GlobalCMVN(input_dim)
         self.specaug = specaug
         self.encoder = encoder
         self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
+        self.interctc_layers = tuple(interctc_layers)
+        self.interctc_weight = interctc_weight
+        # one projection shared by all conditioned layers, as in the paper and ESPnet
+        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
 
     @classmethod
     def from_config(cls, cfg: CTCModelConfig, vocab_size: int) -> "CTCModel":
@@ -56,11 +86,29 @@ class CTCModel(ASRModel):
             Encoder.from_config(cfg.input_dim, cfg.encoder),
             SpecAugment(s.num_freq_masks, s.max_freq_width, s.num_time_masks, s.max_time_ratio),
             cfg.input_dim,
+            cfg.interctc_layers,
+            cfg.interctc_weight,
+            cfg.self_condition,
         )
 
-    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encoder output (B, T', d), valid frames (B,), and the intermediate CTC logits (B, T', V) per chosen layer."""
         x = self.specaug(self.cmvn(feats), feat_lens)
-        return self.encoder(x, feat_lens)
+        inter: list[torch.Tensor] = []
+
+        def hook(i: int, h: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | None:
+            if i not in self.interctc_layers:
+                return None
+            logits = self.ctc_head(self.encoder.norm(h))
+            inter.append(logits)
+            return h + self.cond_proj(logits.softmax(-1)) if self.cond_proj is not None else None
+
+        h, lens = self.encoder(x, feat_lens, hook if self.interctc_layers else None)
+        return h, lens, inter
+
+    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, lens, _ = self._encode(feats, feat_lens)
+        return h, lens
 
     def ctc_log_probs(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) fbank, (B,) -> CTC log posteriors (B, T', V), valid frames (B,)."""
@@ -69,8 +117,14 @@ class CTCModel(ASRModel):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:
         """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,)."""
-        log_probs, lens = self.ctc_log_probs(batch["feats"], batch["feat_lens"])
-        return {"ctc": LossTerm(ctc_loss(log_probs, lens, batch["tokens"], batch["token_lens"]))}
+        h, lens, inter = self._encode(batch["feats"], batch["feat_lens"])
+        tokens, token_lens = batch["tokens"], batch["token_lens"]
+        w = self.interctc_weight if inter else 0.0
+        terms = {"ctc": LossTerm(ctc_loss(self.ctc_head(h).log_softmax(-1), lens, tokens, token_lens), 1.0 - w)}
+        if inter:
+            losses = [ctc_loss(z.log_softmax(-1), lens, tokens, token_lens) for z in inter]
+            terms["interctc"] = LossTerm(torch.stack(losses).mean(), w)
+        return terms
 
     @torch.inference_mode()
     def infer(self, feats: torch.Tensor, feat_lens: torch.Tensor, opts: ASRDecodeOptions = ASRDecodeOptions()) -> list[list[int]]:
