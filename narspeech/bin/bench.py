@@ -17,6 +17,7 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned, reported)")
     a.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput measurement")
     a.add_argument("--max-utts", type=int, default=0, help="use the first N utterances (0 = all)")
+    a.add_argument("--repeats", type=int, default=3, help="batch-1 timings per utterance; the fastest is kept")
     a.add_argument("--no-gpu", action="store_true", help="CPU rows only even when CUDA is available")
     return p
 
@@ -26,6 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.bench.asr import bench_asr
 
     bench_asr(args.model, args.data, args.out_dir, [m.strip() for m in args.methods.split(",") if m.strip()],
-              args.threads, args.batch_size, args.max_utts, args.beam_size, gpu=not args.no_gpu)
+              args.threads, args.batch_size, args.max_utts, args.beam_size, gpu=not args.no_gpu, repeats=args.repeats)
     print(f"wrote {args.out_dir}/results.md, results.json, tradeoff.png")
     return 0
