@@ -390,3 +390,20 @@ def test_dataset_randomness_is_seeded_by_epoch_and_index(tone_dir, tok):
     a = ds[1].feats
     ds.set_epoch(3)
     assert torch.equal(a, ds[1].feats)
+
+
+def test_dataset_subset_keeps_settings_and_durations(tmp_path):
+    from conftest import make_tone_corpus
+
+    from narspeech.data.dataset import ASRDataset
+    from narspeech.data.kaldi import read_data_dir
+
+    d = make_tone_corpus(tmp_path, ["bad cab", "fade", "head bad cab"], "s")
+    ds = ASRDataset(read_data_dir(d), None, speed_factors=(0.9, 1.1), seed=3, dither=1.0)
+    sub = ds.subset([2, 0])
+    assert [u.utt_id for u in sub.utts] == ["s-002", "s-000"]
+    assert sub.durations == [ds.durations[2], ds.durations[0]]
+    assert (sub.speed_factors, sub.seed, sub.dither) == (ds.speed_factors, ds.seed, ds.dither)
+    assert len(ds) == 3
+    plain = ASRDataset(read_data_dir(d), None)  # no random perturbation: an item's features depend only on its audio
+    assert torch.equal(plain.subset([2, 0])[0].feats, plain[2].feats)

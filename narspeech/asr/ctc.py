@@ -91,8 +91,11 @@ class CTCModel(ASRModel):
             cfg.self_condition,
         )
 
-    def _encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Encoder output (B, T', d), valid frames (B,), and the intermediate CTC logits (B, T', V) per chosen layer."""
+    def _encode(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor, collect: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encoder output (B, T', d), valid frames (B,), and (with ``collect``) the intermediate CTC logits
+        (B, T', V) per chosen layer. Without ``collect`` and self-conditioning no intermediate head is computed."""
         x = self.specaug(self.cmvn(feats), feat_lens)
         inter: list[torch.Tensor] = []
 
@@ -103,11 +106,12 @@ class CTCModel(ASRModel):
             inter.append(logits)
             return h + self.cond_proj(logits.softmax(-1)) if self.cond_proj is not None else None
 
-        h, lens = self.encoder(x, feat_lens, hook if self.interctc_layers else None)
+        use_hook = bool(self.interctc_layers) and (collect or self.cond_proj is not None)
+        h, lens = self.encoder(x, feat_lens, hook if use_hook else None)
         return h, lens, inter
 
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, lens, _ = self._encode(feats, feat_lens)
+        h, lens, _ = self._encode(feats, feat_lens, collect=False)
         return h, lens
 
     def ctc_log_probs(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +121,7 @@ class CTCModel(ASRModel):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:
         """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,)."""
-        h, lens, inter = self._encode(batch["feats"], batch["feat_lens"])
+        h, lens, inter = self._encode(batch["feats"], batch["feat_lens"], collect=True)
         tokens, token_lens = batch["tokens"], batch["token_lens"]
         w = self.interctc_weight if inter else 0.0
         terms = {"ctc": LossTerm(ctc_loss(self.ctc_head(h).log_softmax(-1), lens, tokens, token_lens), 1.0 - w)}

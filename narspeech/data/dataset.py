@@ -63,6 +63,15 @@ class ASRDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def subset(self, indices: Sequence[int]) -> "ASRDataset":
+        """A new dataset of the items ``indices`` with the same settings (durations are not read again)."""
+        import copy
+
+        sub = copy.copy(self)
+        sub.utts = [self.utts[i] for i in indices]
+        sub.durations = [self.durations[i] for i in indices]
+        return sub
+
     def num_frames(self, i: int) -> int:
         """Approximate fbank frames of item ``i`` (at speed 1.0), for batching."""
         return num_frames(int(self.durations[i] * self.sample_rate), self.sample_rate)

@@ -10,7 +10,3 @@ def make_pad_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Te
     max_len = int(lengths.max()) if max_len is None else max_len
     return torch.arange(max_len, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
 
-
-def make_valid_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """``lengths``: (B,) -> (B, max_len) bool mask, True at VALID positions."""
-    return ~make_pad_mask(lengths, max_len)

@@ -114,8 +114,7 @@ class Trainer:
             keep = [i for i, dur in enumerate(ds.durations) if dur <= d.max_utt_seconds]
             if len(keep) < len(utts):
                 log.warning("skipping %d training utterances longer than %.1fs", len(utts) - len(keep), d.max_utt_seconds)
-                ds = ASRDataset([utts[i] for i in keep], self.tokenizer, d.sample_rate, d.speed_perturb, self.cfg.train.seed,
-                                d.dither)
+                ds = ds.subset(keep)
         return ds
 
     def _loader(self, ds: ASRDataset, sampler: BucketBatchSampler) -> DataLoader:
