@@ -12,10 +12,23 @@ from narspeech.base import Model
 
 @dataclass(frozen=True)
 class ASRDecodeOptions:
-    """Decoding options shared by the ASR models."""
+    """Decoding options shared by the ASR models; each model reads the fields its methods use.
 
-    method: str = "greedy"  # "greedy" (best path) or "beam" (CTC prefix beam search)
+    ``method``:
+      - ``greedy``: CTC best path (CTC, SC-CTC, Mask-CTC's CTC head); Imputer: one pass with every frame masked;
+        AR: batched attention greedy search.
+      - ``beam``: CTC prefix beam search; AR: batched attention beam search (+ CTC prefix score by ``ctc_weight``).
+      - ``refine``: the model's iterative NAR decoding in ``iterations`` passes: Mask-CTC K (mask-predict on the
+        CTC tokens below ``threshold``); Imputer B (block decoding).
+    """
+
+    method: str = "greedy"
     beam_size: int = 10  # hypotheses kept by beam search
+    iterations: int = 10  # Mask-CTC: K refinement iterations; Imputer: B block-decoding passes
+    threshold: float = 0.999  # Mask-CTC: CTC tokens whose probability is below are masked and re-predicted
+    ctc_weight: float = 0.3  # AR beam search: weight of the CTC prefix score (0 = attention only)
+    length_bonus: float = 0.0  # AR beam search: score added per emitted token
+    max_len_ratio: float = 1.0  # AR search: at most this many tokens per encoder frame
 
 
 class ASRModel(Model):
