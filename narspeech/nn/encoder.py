@@ -4,7 +4,8 @@ Both are ``(x, x_lens) -> (y, y_lens)``: Conv2d x4 subsampling, positional encod
 Conformer blocks use LayerNorm in the convolution module instead of BatchNorm: statistics then do not depend on
 the batch or on padding, so batched decoding gives exactly the per-utterance result.
 ``layer_hook(i, h, lens)`` runs after block ``i`` (1-based) and may return a new ``h``: the slot Intermediate CTC and
-self-conditioned CTC plug into.
+self-conditioned CTC plug into. It is also called with ``i = 0`` on the subsampled, position-encoded input before the
+first block: where Imputer adds the embedding of its partially observed alignment.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ class Encoder(nn.Module):
         pad_mask: torch.Tensor | None = make_pad_mask(lens, h.size(1))
         if not pad_mask.any():
             pad_mask = None  # no padding (e.g. batch 1): the unmasked attention and conv paths are faster
+        if layer_hook is not None:
+            new_h = layer_hook(0, h, lens)
+            h = h if new_h is None else new_h
         for i, layer in enumerate(self.layers, 1):
             h = layer(h, pad_mask)
             if layer_hook is not None:
