@@ -9,6 +9,8 @@ CORPORA = {
     "mini": "generated multi-voice English sentences (espeak-ng), the offline demo corpus",
     "fsdd": "connected-digit utterances built from the Free Spoken Digit Dataset",
     "yesno": "the Kaldi yes/no corpus (OpenSLR 1)",
+    "ljsynth": "sentence-level multi-voice corpus: LJ Speech transcripts spoken by espeak-ng voices",
+    "librispeech": "LibriSpeech (OpenSLR 12): download and/or convert the corpus layout to Kaldi data dirs",
 }
 
 
@@ -17,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: narspeech prepare <corpus> [options]\n\ncorpora:")
         for k, v in CORPORA.items():
-            print(f"  {k:<7} {v}")
+            print(f"  {k:<11} {v}")
         return 0
     if argv[0] not in CORPORA:
         print(f"narspeech prepare: unknown corpus {argv[0]!r}; valid: {', '.join(CORPORA)}", file=sys.stderr)
