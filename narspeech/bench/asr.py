@@ -1,5 +1,11 @@
 """ASR evaluation protocol: quality (WER/CER) and latency (CPU batch 1, full batch, GPU when present) per model and
-decoding mode, in one process on the same inputs. Writes ``results.json``, ``results.md`` and ``tradeoff.png``.
+decoding mode, in one process on the same inputs. Writes ``results.json``, ``results.md`` and ``tradeoff.png``
+(WER vs batch-1 latency, and batch-1 latency vs output length: AR search grows with the output, NAR should not).
+
+Decoding modes are written ``greedy``, ``beam<N>`` (CTC prefix / AR beam search of width N) and ``refine<K>``
+(Mask-CTC with K passes, Imputer block decoding with B=K passes); each model gets its family's modes unless told
+(``exp/mask_ctc/model.pt:refine1,refine10``). Every row is also compared with the AR reference row (the widest AR beam
+on the same device): ``x AR`` is how many times faster than AR it decodes at batch 1.
 
 Latency at batch 1 covers fbank + model + text (audio file reading excluded: it is the same for every system).
 Encoder-only time (fbank + encoder) is the floor of CTC decoding: whatever a decoder adds on top shows against it.
@@ -8,10 +14,11 @@ Encoder-only time (fbank + encoder) is the floor of CTC decoding: whatever a dec
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,6 +46,13 @@ class BenchRow:
     throughput_utt_s: float  # full batch
     batch_size: int
     num_utts: int
+    model: str = ""  # registry name of the model (ctc, mask_ctc, imputer, ar)
+    speedup_vs_ar: float | None = None  # AR reference batch-1 latency / this row's (same device, same run)
+
+    @property
+    def batch_gain(self) -> float:
+        """Full-batch throughput over the batch-1 loop's (1000 / mean latency)."""
+        return self.throughput_utt_s * self.lat_mean_ms / 1000
 
 
 def _sync(device: torch.device) -> None:
@@ -112,13 +126,15 @@ def bench_model(
 
 def markdown_table(rows: Sequence[BenchRow]) -> str:
     head = ("| system | device | thr | WER % | CER % | params (M) | lat mean ms | p50 | p90 | RTF | enc-only ms "
-            "| dec/enc | utt/s (batch) |")
-    lines = [head, "|" + "---|" * 13]
+            "| dec/enc | x AR | utt/s (batch) | batch gain |")
+    lines = [head, "|" + "---|" * 15]
     for r in rows:
+        sp = "-" if r.speedup_vs_ar is None else f"{r.speedup_vs_ar:.1f}"
         lines.append(
             f"| {r.system} | {r.device} | {r.threads} | {r.wer:.2f} | {r.cer:.2f} | {r.params_m:.2f} | "
             f"{r.lat_mean_ms:.1f} | {r.lat_p50_ms:.1f} | {r.lat_p90_ms:.1f} | {r.rtf:.4f} | {r.enc_mean_ms:.1f} | "
-            f"{r.lat_mean_ms / max(1e-9, r.enc_mean_ms):.2f} | {r.throughput_utt_s:.1f} (b={r.batch_size}) |"
+            f"{r.lat_mean_ms / max(1e-9, r.enc_mean_ms):.2f} | {sp} | {r.throughput_utt_s:.1f} (b={r.batch_size}) | "
+            f"{r.batch_gain:.1f} |"
         )
     return "\n".join(lines)
 
@@ -130,10 +146,12 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in rows:
-        a.scatter(r.lat_mean_ms, r.wer, s=40)
+    for r in rows:  # AR rows as squares, NAR as circles
+        a.scatter(r.lat_mean_ms, r.wer, s=40, marker="s" if r.model == "ar" else "o")
         a.annotate(f"{r.system} ({r.device})", (r.lat_mean_ms, r.wer), fontsize=8, xytext=(4, 4), textcoords="offset points")
     a.margins(x=0.25, y=0.2)  # room for the labels
+    if len({r.lat_mean_ms > 0 for r in rows}) == 1 and max(r.lat_mean_ms for r in rows) > 10 * min(r.lat_mean_ms for r in rows):
+        a.set_xscale("log")  # AR beam search is often 10-100x slower than the NAR rows
     a.set_xlabel("latency per utterance, batch 1 (ms)")
     a.set_ylabel("WER (%)")
     a.set_title("quality vs latency")
@@ -152,14 +170,74 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
     plt.close(fig)
 
 
+# the modes each model family is benchmarked with when the command line names none
+DEFAULT_MODES: dict[str, tuple[str, ...]] = {
+    "ctc": ("greedy", "beam10"),
+    "mask_ctc": ("greedy", "refine1", "refine5", "refine10"),
+    "imputer": ("greedy", "refine4", "refine8"),
+    "ar": ("beam1", "beam10"),
+}
+
+
+def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
+    """``greedy`` | ``beam<N>`` | ``refine<K>`` (a bare ``beam``/``refine`` keeps ``base``'s width/passes)."""
+    m = re.fullmatch(r"(greedy|beam|refine)(\d*)", mode)
+    if m is None:
+        raise ValueError(f"bad decoding mode {mode!r}; valid: greedy, beam<N>, refine<K>")
+    kind, n = m.group(1), m.group(2)
+    if kind == "greedy":
+        if n:
+            raise ValueError(f"bad decoding mode {mode!r}: greedy takes no number")
+        return replace(base, method="greedy")
+    if kind == "beam":
+        return replace(base, method="beam", beam_size=int(n) if n else base.beam_size)
+    return replace(base, method="refine", iterations=int(n) if n else base.iterations)
+
+
+def split_model_spec(spec: str) -> tuple[str, list[str] | None]:
+    """``PATH[:mode,mode...]`` -> (path, modes or None)."""
+    path, sep, modes = spec.rpartition(":")
+    if sep and "/" not in modes and modes:
+        return path, [m.strip() for m in modes.split(",") if m.strip()]
+    return spec, None
+
+
+def _mode_label(mode: str, opts: ASRDecodeOptions) -> str:
+    if opts.method == "beam":
+        return f"beam{opts.beam_size}"
+    if opts.method == "refine":
+        return f"refine{opts.iterations}"
+    return mode
+
+
+def add_ar_speedups(rows: list[BenchRow], ar_ref: str | None = None) -> list[BenchRow]:
+    """Fill ``speedup_vs_ar`` from the reference row of each device: ``ar_ref`` (a system name) or else the AR row
+    with the widest beam."""
+    out = []
+    for r in rows:
+        same = [x for x in rows if x.device == r.device]
+        if ar_ref is not None:
+            refs = [x for x in same if x.system == ar_ref]
+        else:
+            ars = [x for x in same if x.model == "ar"]
+            refs = sorted(ars, key=lambda x: int(re.sub(r"\D", "", x.system.split()[-1]) or 0))[-1:]
+        out.append(replace(r, speedup_vs_ar=refs[0].lat_mean_ms / r.lat_mean_ms) if refs else r)
+    return out
+
+
 def bench_asr(
-    models: Sequence[str], data_dir: str, out_dir: str, methods: Sequence[str] = ("greedy",),
+    models: Sequence[str], data_dir: str, out_dir: str, methods: Sequence[str] | None = None,
     threads: int = 1, batch_size: int = 32, max_utts: int = 0, beam_size: int = 10, gpu: bool = True,
-    repeats: int = 3,
+    repeats: int = 3, base_opts: ASRDecodeOptions | None = None, ar_ref: str | None = None,
 ) -> list[BenchRow]:
-    """Run every (model, method) on ``data_dir``; CPU rows with ``threads`` threads, GPU rows when CUDA exists."""
+    """Run every (model, mode) on ``data_dir``; CPU rows with ``threads`` threads, GPU rows when CUDA exists.
+
+    ``models``: ``PATH[:mode,...]``; modes not given per model come from ``methods`` or the family defaults
+    (:data:`DEFAULT_MODES`). ``base_opts`` holds the other decoding options (threshold, CTC weight, ...).
+    """
     from narspeech.train.checkpoint import load_model
 
+    base = replace(base_opts or ASRDecodeOptions(), beam_size=beam_size)
     torch.set_num_threads(threads)
     utts = [u for u in read_data_dir(data_dir) if u.text is not None]
     if max_utts:
@@ -170,26 +248,36 @@ def bench_asr(
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if gpu and torch.cuda.is_available() else [])
     rows: list[BenchRow] = []
     lengths: dict[str, list[tuple[int, float]]] = {}
-    for mpath in models:
+    for spec in models:
+        mpath, modes = split_model_spec(spec)
         model, tok, cfg = load_model(mpath)
+        family = cfg.model.name
+        modes = modes or list(methods or DEFAULT_MODES.get(family, ("greedy",)))
         mname = Path(mpath).parent.name if Path(mpath).name == "model.pt" else Path(mpath).stem
-        for method in methods:
-            opts = ASRDecodeOptions(method=method, beam_size=beam_size)
-            label = f"{mname} {method}" + (f"{beam_size}" if method == "beam" else "")
+        for mode in modes:
+            opts = parse_mode(mode, base)
+            label = f"{mname} {_mode_label(mode, opts)}"
             for dev in devices:
                 row, pts = bench_model(label, model, tok, wavs, refs, opts, dev, batch_size, sr, threads, repeats=repeats)
+                row = replace(row, model=family)
                 rows.append(row)
                 if dev.type == "cpu":
                     lengths[label] = pts
                 print(markdown_table([row]).splitlines()[-1], flush=True)
+    rows = add_ar_speedups(rows, ar_ref)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"data": str(data_dir), "threads": threads, "repeats": repeats, "torch": torch.__version__,
-            "cpu": _cpu_name(), "num_utts": len(utts)}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1))
+            "cpu": _cpu_name(), "num_utts": len(utts), "decode_options": asdict(base),
+            "gpu": torch.cuda.get_device_name() if "cuda" in [d.type for d in devices] else None}
+    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) | {"batch_gain": r.batch_gain} for r in rows]},
+                                                  indent=1))
     table = markdown_table(rows)
-    (out / "results.md").write_text(f"{len(utts)} utterances of {data_dir}, {threads} CPU thread(s), {meta['cpu']}; batch-1 latency: "
-                                      f"fastest of {repeats} runs per utterance\n\n{table}\n")
+    (out / "results.md").write_text(
+        f"{len(utts)} utterances of {data_dir}, {threads} CPU thread(s), {meta['cpu']}"
+        + (f", GPU {meta['gpu']}" if meta["gpu"] else "")
+        + f"; batch-1 latency: fastest of {repeats} runs per utterance; x AR: batch-1 speed-up over the AR reference row; "
+        f"batch gain: full-batch throughput over the batch-1 loop's\n\n{table}\n")
     plot(rows, lengths, out / "tradeoff.png")
     return rows
 

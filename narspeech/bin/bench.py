@@ -1,4 +1,8 @@
-"""``narspeech bench asr --model M.pt [M2.pt ...] --data DIR --out-dir OUT [--methods greedy,beam] [--threads 1]``"""
+"""``narspeech bench asr --model M.pt[:modes] [M2.pt ...] --data DIR --out-dir OUT [--threads 1]``
+
+Modes: ``greedy``, ``beam<N>``, ``refine<K>``; e.g. ``exp/ctc/model.pt:greedy,beam10 exp/mask_ctc/model.pt:refine1,refine10
+exp/ar/model.pt:beam1,beam10``. Without modes each model gets its family's defaults (see narspeech.bench.asr).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,24 @@ import argparse
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from narspeech.asr.base import ASRDecodeOptions
+
+    d = ASRDecodeOptions()
     p = argparse.ArgumentParser(prog="narspeech bench", description="evaluation protocol: quality + latency")
     sub = p.add_subparsers(dest="task", required=True)
-    a = sub.add_parser("asr", help="WER/CER and latency of ASR models and decoding modes")
-    a.add_argument("--model", nargs="+", required=True, help="model files")
+    a = sub.add_parser("asr", help="WER/CER and latency of ASR models and decoding modes", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("--model", nargs="+", required=True, help="model files, each optionally ':mode,mode,...'")
     a.add_argument("--data", required=True, help="Kaldi data dir with references")
     a.add_argument("--out-dir", required=True, help="writes results.json, results.md, tradeoff.png")
-    a.add_argument("--methods", default="greedy", help="comma-separated: greedy, beam")
-    a.add_argument("--beam-size", type=int, default=10)
+    a.add_argument("--methods", default="", help="comma-separated modes for models given without ':modes' "
+                                                 "(default: each family's modes)")
+    a.add_argument("--beam-size", type=int, default=d.beam_size, help="width of a bare 'beam' mode")
+    a.add_argument("--iterations", type=int, default=d.iterations, help="passes of a bare 'refine' mode")
+    a.add_argument("--threshold", type=float, default=d.threshold, help="Mask-CTC masking threshold")
+    a.add_argument("--ctc-weight", type=float, default=d.ctc_weight, help="AR beam: CTC prefix score weight")
+    a.add_argument("--length-bonus", type=float, default=d.length_bonus, help="AR beam: score per token")
+    a.add_argument("--ar-ref", default=None, help="system name of the AR reference row (default: widest AR beam)")
     a.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned, reported)")
     a.add_argument("--batch-size", type=int, default=32, help="batch size of the throughput measurement")
     a.add_argument("--max-utts", type=int, default=0, help="use the first N utterances (0 = all)")
@@ -24,9 +38,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    from narspeech.asr.base import ASRDecodeOptions
     from narspeech.bench.asr import bench_asr
 
-    bench_asr(args.model, args.data, args.out_dir, [m.strip() for m in args.methods.split(",") if m.strip()],
-              args.threads, args.batch_size, args.max_utts, args.beam_size, gpu=not args.no_gpu, repeats=args.repeats)
+    base = ASRDecodeOptions(threshold=args.threshold, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
+                            iterations=args.iterations)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
+    bench_asr(args.model, args.data, args.out_dir, methods, args.threads, args.batch_size, args.max_utts, args.beam_size,
+              gpu=not args.no_gpu, repeats=args.repeats, base_opts=base, ar_ref=args.ar_ref)
     print(f"wrote {args.out_dir}/results.md, results.json, tradeoff.png")
     return 0

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from narspeech.bin.common import add_decode_args, decode_options
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="narspeech decode", description=__doc__)
@@ -16,22 +18,20 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="Kaldi data dirs")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--method", choices=["greedy", "beam"], default="greedy")
-    p.add_argument("--beam-size", type=int, default=10)
+    add_decode_args(p)
     p.add_argument("--device", default="cpu")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
-    from narspeech.asr.base import ASRDecodeOptions
     from narspeech.asr.transcribe import transcribe_utterances
     from narspeech.data.kaldi import read_data_dir, write_kv
     from narspeech.metrics import char_error_rate, word_error_rate
     from narspeech.train.checkpoint import load_model
 
     model, tok, _ = load_model(args.model, args.device)
-    opts = ASRDecodeOptions(args.method, args.beam_size)
+    opts = decode_options(args)
     failed_total = 0
     for d in args.data:
         utts = read_data_dir(d, require_text=False)

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from narspeech.bin.common import add_decode_args, decode_options
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="narspeech transcribe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -19,8 +21,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav-scp", help="Kaldi wav.scp of '<id> <path>' lines instead of FILE arguments")
     p.add_argument("--output", help="write the transcripts here (Kaldi text) instead of stdout")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--method", choices=["greedy", "beam"], default="greedy")
-    p.add_argument("--beam-size", type=int, default=10)
+    add_decode_args(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     return p
@@ -30,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     import torch
 
-    from narspeech.asr.base import ASRDecodeOptions
     from narspeech.asr.transcribe import transcribe_utterances
     from narspeech.data.kaldi import DataDirError, Utterance, read_kv
     from narspeech.train.checkpoint import CheckpointError, load_model
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     else:
         utts = [Utterance(Path(f).stem, f, None, Path(f).stem) for f in args.files]
-    opts = ASRDecodeOptions(args.method, args.beam_size)
+    opts = decode_options(args)
     out = sys.stdout
     tmp = None
     if args.output:

@@ -1,0 +1,30 @@
+"""Command-line pieces shared by the verbs (decoding options for decode/transcribe)."""
+
+from __future__ import annotations
+
+import argparse
+
+METHODS = ("greedy", "beam", "refine")
+
+
+def add_decode_args(p: argparse.ArgumentParser) -> None:
+    """The ``ASRDecodeOptions`` fields as options (defaults from the dataclass, so they cannot drift)."""
+    from narspeech.asr.base import ASRDecodeOptions
+
+    d = ASRDecodeOptions()
+    g = p.add_argument_group("decoding")
+    g.add_argument("--method", choices=METHODS, default=d.method,
+                   help="greedy: CTC best path (AR: attention greedy); beam: CTC prefix / AR beam search; "
+                        "refine: Mask-CTC mask-predict or Imputer block decoding")
+    g.add_argument("--beam-size", type=int, default=d.beam_size)
+    g.add_argument("--iterations", type=int, default=d.iterations, help="refine: Mask-CTC K / Imputer B passes")
+    g.add_argument("--threshold", type=float, default=d.threshold, help="Mask-CTC: mask CTC tokens below this probability")
+    g.add_argument("--ctc-weight", type=float, default=d.ctc_weight, help="AR beam: weight of the CTC prefix score")
+    g.add_argument("--length-bonus", type=float, default=d.length_bonus, help="AR beam: score per emitted token")
+
+
+def decode_options(args: argparse.Namespace):
+    from narspeech.asr.base import ASRDecodeOptions
+
+    return ASRDecodeOptions(method=args.method, beam_size=args.beam_size, iterations=args.iterations,
+                            threshold=args.threshold, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
