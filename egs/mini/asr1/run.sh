@@ -16,6 +16,9 @@ train_args=""             # extra dotted overrides, e.g. "train.max_epochs=20 op
 decode_args=""            # e.g. "--method beam --beam-size 10"
 test_sets="test"
 bench=false               # stage 6: latency/quality benchmark (narspeech bench asr)
+family=false              # stages 7-8: train every model of the NAR family and benchmark them against the AR baseline
+family_models="ctc sc_ctc mask_ctc mask_ctc_lp imputer ar"   # conf/<name>.yaml -> exp/<name>; ctc first (Imputer's teacher)
+bench_utts=0              # stage 8: benchmark the first N test utterances (0 = all)
 
 . ../../../tools/path.sh
 . ../../../tools/parse_options.sh
@@ -62,6 +65,25 @@ fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && [ "$bench" = true ]; then
     log "stage 6: benchmark (1 thread, batch 1 and full batch)"
     narspeech bench asr --model "$exp/model.pt" --data data/test --out-dir "$exp/bench" --methods greedy,beam --threads 1
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ "$family" = true ]; then
+    for m in $family_models; do
+        log "stage 7: train conf/$m.yaml -> exp/$m (resumes; a finished run only re-exports), decode $test_sets"
+        # shellcheck disable=SC2086
+        narspeech train --config "conf/$m.yaml" --exp-dir "exp/$m" $train_args
+        for s in $test_sets; do
+            narspeech decode --model "exp/$m/model.pt" --data "data/$s" --out-dir "exp/$m/decode"
+        done
+    done
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ "$family" = true ]; then
+    log "stage 8: one benchmark of the whole family (1 thread; AR and NAR on the same inputs in one process)"
+    models=""
+    for m in $family_models; do models="$models exp/$m/model.pt"; done
+    # shellcheck disable=SC2086
+    narspeech bench asr --model $models --data data/test --out-dir exp/bench_family --threads 1 --max-utts "$bench_utts"
 fi
 
 log "done. model: $exp/model.pt"
