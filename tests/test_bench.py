@@ -1,0 +1,46 @@
+"""The evaluation protocol's parsing and bookkeeping (the timed runs themselves are in test_cli and the recipes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from narspeech.asr.base import ASRDecodeOptions
+from narspeech.bench.asr import BenchRow, add_ar_speedups, markdown_table, parse_mode, split_model_spec
+
+
+def _row(system: str, model: str, lat: float, device: str = "cpu", thr: float = 10.0) -> BenchRow:
+    return BenchRow(system, device, 1, 10.0, 5.0, 1.0, lat, lat, lat, 0.01, 5.0, thr, 32, 100, model=model)
+
+
+def test_parse_mode_sets_method_and_width():
+    base = ASRDecodeOptions(threshold=0.9, beam_size=7, iterations=3)
+    assert parse_mode("greedy", base) == ASRDecodeOptions(method="greedy", threshold=0.9, beam_size=7, iterations=3)
+    assert parse_mode("beam10", base).beam_size == 10 and parse_mode("beam10", base).method == "beam"
+    assert parse_mode("beam", base).beam_size == 7
+    r = parse_mode("refine5", base)
+    assert (r.method, r.iterations, r.threshold) == ("refine", 5, 0.9)
+    for bad in ("greedy3", "beamx", "mask", ""):
+        with pytest.raises(ValueError, match="bad decoding mode"):
+            parse_mode(bad, base)
+
+
+def test_split_model_spec():
+    assert split_model_spec("exp/ar/model.pt:beam1,beam10") == ("exp/ar/model.pt", ["beam1", "beam10"])
+    assert split_model_spec("exp/ar/model.pt") == ("exp/ar/model.pt", None)
+    assert split_model_spec("C:/x/model.pt") == ("C:/x/model.pt", None)
+
+
+def test_speedup_is_relative_to_the_widest_ar_beam_on_the_same_device():
+    rows = [_row("ctc greedy", "ctc", 10.0), _row("ar beam1", "ar", 100.0), _row("ar beam10", "ar", 400.0),
+            _row("ctc greedy", "ctc", 2.0, "cuda"), _row("ar beam10", "ar", 50.0, "cuda")]
+    out = add_ar_speedups(rows)
+    assert [r.speedup_vs_ar for r in out] == [40.0, 4.0, 1.0, 25.0, 1.0]
+    assert add_ar_speedups(rows, ar_ref="ar beam1")[0].speedup_vs_ar == 10.0
+    assert add_ar_speedups(rows[:1])[0].speedup_vs_ar is None  # no AR row: no column value
+    table = markdown_table(out)
+    assert "| x AR |" in table and "| 40.0 |" in table
+
+
+def test_batch_gain_is_throughput_over_the_batch1_loop():
+    r = _row("m", "mask_ctc", lat=20.0, thr=250.0)  # batch 1: 50 utt/s
+    assert r.batch_gain == pytest.approx(5.0)
