@@ -174,7 +174,7 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
 DEFAULT_MODES: dict[str, tuple[str, ...]] = {
     "ctc": ("greedy", "beam10"),
     "mask_ctc": ("greedy", "refine1", "refine5", "refine10"),
-    "imputer": ("greedy", "refine4", "refine8"),
+    "imputer": ("greedy", "refine"),  # bare refine: B = the block size the model was trained with
     "ar": ("beam1", "beam10"),
 }
 
@@ -254,8 +254,11 @@ def bench_asr(
         family = cfg.model.name
         modes = modes or list(methods or DEFAULT_MODES.get(family, ("greedy",)))
         mname = Path(mpath).parent.name if Path(mpath).name == "model.pt" else Path(mpath).stem
+        model_base = base
+        if family == "imputer":  # a bare "refine" decodes in as many passes as the training blocks were long
+            model_base = replace(base, iterations=cfg.model.conf.block_size)
         for mode in modes:
-            opts = parse_mode(mode, base)
+            opts = parse_mode(mode, model_base)
             label = f"{mname} {_mode_label(mode, opts)}"
             for dev in devices:
                 row, pts = bench_model(label, model, tok, wavs, refs, opts, dev, batch_size, sr, threads, repeats=repeats)

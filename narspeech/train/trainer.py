@@ -174,7 +174,8 @@ class Trainer:
 
     def _best_epochs(self, n: int) -> list[dict]:
         key = "valid_cer" if all("valid_cer" in h for h in self.history) else "valid_loss"
-        return sorted(self.history, key=lambda h: h[key])[: max(1, n)]
+        # ties (e.g. several epochs at CER 0 on a tiny set) go to the lower validation loss, i.e. usually the later epoch
+        return sorted(self.history, key=lambda h: (h[key], h.get("valid_loss", 0.0)))[: max(1, n)]
 
     def export(self) -> Path:
         """Write ``model.pt``: the average of the best ``average_best`` epochs (by validation CER, else loss)."""
