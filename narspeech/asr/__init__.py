@@ -1,6 +1,8 @@
 """NAR ASR models (importing this package registers them in ``narspeech.registry.MODELS``)."""
 
+from narspeech.asr.ar import ARConfig, AttentionModel
 from narspeech.asr.base import ASRDecodeOptions, ASRModel, Model
 from narspeech.asr.ctc import CTCModel, CTCModelConfig
+from narspeech.asr.imputer import ImputerConfig, ImputerModel
 
-__all__ = ["ASRDecodeOptions", "ASRModel", "CTCModel", "CTCModelConfig", "Model"]
+__all__ = ["ARConfig", "ASRDecodeOptions", "AttentionModel", "ASRModel", "CTCModel", "CTCModelConfig", "ImputerConfig", "ImputerModel", "Model"]

@@ -44,19 +44,55 @@ class DecoderBlock(nn.Module):
         memory_pad: torch.Tensor | None,
         self_pad: torch.Tensor | None,
         attn_mask: torch.Tensor | None,
-        query_last: bool = False,
     ) -> torch.Tensor:
-        """``x`` (B, L, d) -> (B, L, d), or (B, 1, d) for the last position only with ``query_last`` (the
-        incremental step: keys and values still cover the whole prefix)."""
+        """``x`` (B, L, d) -> (B, L, d)."""
         h = self.norm1(x)
-        q = h[:, -1:] if query_last else h
-        res = x[:, -1:] if query_last else x
-        a, _ = self.self_attn(q, h, h, key_padding_mask=self_pad, attn_mask=attn_mask, need_weights=False)
-        y = res + self.dropout(a)
+        a, _ = self.self_attn(h, h, h, key_padding_mask=self_pad, attn_mask=attn_mask, need_weights=False)
+        y = x + self.dropout(a)
         h = self.norm2(y)
         a, _ = self.cross_attn(h, memory, memory, key_padding_mask=memory_pad, need_weights=False)
         y = y + self.dropout(a)
         return y + self.dropout(self.ff(self.norm3(y)))
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys and values of ``memory`` (A, T, d): each (A, H, T, d / H)."""
+        d, attn = memory.size(-1), self.cross_attn
+        k, v = nn.functional.linear(memory, attn.in_proj_weight[d:], attn.in_proj_bias[d:]).chunk(2, dim=-1)
+        return _heads(k, attn.num_heads), _heads(v, attn.num_heads)
+
+    def step(
+        self,
+        x: torch.Tensor,
+        self_kv: tuple[torch.Tensor, torch.Tensor] | None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        memory_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The last position only: ``x`` (N, 1, d) its input, ``self_kv`` keys and values (N, H, l - 1, d / H) of the
+        earlier positions (None for the first), ``memory_kv`` of A = N / k utterances (rows utterance-major),
+        ``memory_mask`` (A, 1, 1, T) True where attention is allowed -> (N, 1, d), keys and values incl. this
+        position. The same weights and operations as ``forward`` with the causal mask (the last query sees all)."""
+        N, _, d = x.shape
+        H = self.self_attn.num_heads
+        q, k, v = nn.functional.linear(self.norm1(x), self.self_attn.in_proj_weight, self.self_attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = _heads(q, H), _heads(k, H), _heads(v, H)
+        if self_kv is not None:
+            k, v = torch.cat([self_kv[0], k], dim=2), torch.cat([self_kv[1], v], dim=2)
+        a = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, 1, d)
+        y = x + self.dropout(self.self_attn.out_proj(a))
+        # the k hypotheses of an utterance are k queries against its memory: no copy of the memory per hypothesis
+        mk, mv = memory_kv
+        A = mk.size(0)
+        W, b = self.cross_attn.in_proj_weight, self.cross_attn.in_proj_bias
+        q = nn.functional.linear(self.norm2(y), W[:d], b[:d]).view(A, N // A, H, d // H).transpose(1, 2)
+        a = nn.functional.scaled_dot_product_attention(q, mk, mv, attn_mask=memory_mask).transpose(1, 2).reshape(N, 1, d)
+        y = y + self.dropout(self.cross_attn.out_proj(a))
+        return y + self.dropout(self.ff(self.norm3(y))), (k, v)
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(N, L, d) -> (N, H, L, d / H)."""
+    N, L, d = x.shape
+    return x.view(N, L, num_heads, d // num_heads).transpose(1, 2)
 
 
 class TransformerDecoder(nn.Module):
@@ -103,24 +139,38 @@ class TransformerDecoder(nn.Module):
             x = layer(x, memory, mem_pad, self_pad, attn_mask)
         return self.out(self.norm(x))
 
+    def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, the cross-attention keys and values of ``memory`` (A, T, d), each (A, H, T, d / H): computed once
+        per utterance and shared by its hypotheses in :meth:`step` (re-projecting the memory at every step for every
+        hypothesis was ~90 % of the beam search's time)."""
+        return [layer.memory_kv(memory) for layer in self.layers]
+
     def step(
-        self, tokens: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor | None, cache: list[torch.Tensor] | None
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        self,
+        tokens: torch.Tensor,
+        memory_kv: list[tuple[torch.Tensor, torch.Tensor]],
+        memory_pad: torch.Tensor | None,
+        cache: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """One incremental step of the causal decoder (all prefixes have the same length, no padding).
 
-        ``tokens`` (N, l) prefixes starting with <sos>, ``memory`` (N, T, d), ``memory_pad`` (N, T) True at padded
-        frames, ``cache`` the per-layer outputs (N, l-1, d) of the previous step (None at the first step)
-        -> log-probabilities of the next token (N, V), new cache (per layer (N, l, d)).
-        Each layer computes only the last position; earlier positions come from the cache (as ESPnet's decoder).
+        ``tokens`` (N, l) prefixes starting with <sos>; N = A * k rows, the k hypotheses of each of A utterances
+        consecutive (k = 1: one row per utterance); ``memory_kv`` from :meth:`memory_kv` of the A utterances,
+        ``memory_pad`` (A, T) True at padded frames (None: nothing padded); ``cache`` per layer the self-attention
+        keys and values (N, H, l - 1, d / H) of the earlier positions (None at the first step)
+        -> log-probabilities of the next token (N, V), new cache (reorder its rows with the hypotheses).
+        Each layer computes only the last position, as ESPnet's decoder; the result equals ``forward``'s.
         """
         if not self.causal:
             raise RuntimeError("step() is for the causal (AR) decoder")
-        if cache is None and tokens.size(1) != 1:
-            raise ValueError("step() without a cache needs a prefix of length 1 (<sos>)")
-        x = self.pos_enc(self.embed(tokens))
-        new_cache: list[torch.Tensor] = []
+        if (cache is None) != (tokens.size(1) == 1):
+            raise ValueError("step() needs a cache exactly when the prefix is longer than <sos>")
+        if tokens.size(0) % memory_kv[0][0].size(0):
+            raise ValueError(f"{tokens.size(0)} prefixes are not k per each of {memory_kv[0][0].size(0)} utterances")
+        x = self.pos_enc(self.embed(tokens))[:, -1:]  # embedding the prefix is cheap; it keeps one positional table
+        mask = None if memory_pad is None else (~memory_pad)[:, None, None, :]
+        new_cache = []
         for i, layer in enumerate(self.layers):
-            last = layer(x, memory, memory_pad, None, None, query_last=True)  # causal: the last query sees all
-            x = last if cache is None else torch.cat([cache[i], last], dim=1)
-            new_cache.append(x)
+            x, kv = layer.step(x, None if cache is None else cache[i], memory_kv[i], mask)
+            new_cache.append(kv)
         return self.out(self.norm(x[:, -1])).log_softmax(-1), new_cache
