@@ -11,7 +11,9 @@ Audio: 22.05 kHz espeak output, edge silence trimmed/padded to :data:`EDGE_SILEN
 torchaudio, written as 16-bit PCM ``<audio_dir>/<utt_id>.wav`` (atomically). A wav whose embedded comment names the
 same text, voice, rate and pitch is reused, so reruns are cheap and a changed seed never reuses stale audio.
 
-``prepare_mini`` is the library function; ``main`` is the thin CLI behind ``narspeech prepare mini``.
+``prepare_mini`` is the library function; ``main`` is the thin CLI behind ``narspeech prepare mini``. The speakers
+and the audio helpers (:class:`SynthJob`, :func:`generate_audio`, :func:`write_split`) are shared with
+:mod:`narspeech.recipes.ljsynth`.
 """
 
 from __future__ import annotations
@@ -246,22 +248,28 @@ def speaker_of(sentence_index: int) -> Speaker:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Audio
+# Audio (also used by :mod:`narspeech.recipes.ljsynth`)
 @dataclass(frozen=True)
-class _Job:
+class SynthJob:
+    """One utterance to synthesize: ``text`` spoken by ``voice`` at ``rate`` (words per minute) and ``pitch``,
+    written to ``path``; ``version`` names the audio pipeline in the wav's reuse key."""
+
     utt_id: str
     text: str
-    speaker: Speaker
+    speaker: str  # speaker id written to utt2spk
+    voice: str
+    rate: int
+    pitch: int
     path: str
+    version: str = AUDIO_KEY_VERSION
 
     @property
     def key(self) -> str:
         """What the wav must have been made from to be reused; stored as the wav's comment."""
-        s = self.speaker
-        return f"{AUDIO_KEY_VERSION}|{s.voice}|{s.rate}|{s.pitch}|{self.text}"
+        return f"{self.version}|{self.voice}|{self.rate}|{self.pitch}|{self.text}"
 
 
-def _trim_edges(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+def trim_edges(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     """Keep exactly :data:`EDGE_SILENCE_S` of silence at each end (trimming or zero-padding)."""
     peak = float(np.abs(wave).max()) if wave.size else 0.0
     if peak == 0.0:
@@ -275,7 +283,7 @@ def _trim_edges(wave: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.pad(core, (pad_start, pad_end))
 
 
-def _read_duration_if_reusable(job: _Job) -> float | None:
+def _read_duration_if_reusable(job: SynthJob) -> float | None:
     """The duration of an existing wav made from the same key, else None (missing, unreadable or stale)."""
     import soundfile as sf
 
@@ -287,13 +295,13 @@ def _read_duration_if_reusable(job: _Job) -> float | None:
         return None
 
 
-def _make_wav(job: _Job) -> float:
+def _make_wav(job: SynthJob) -> float:
     """Synthesize, trim, resample and write one utterance atomically; return its duration in seconds."""
     from narspeech.audio.io import resample, save_wav
     from narspeech.recipes import espeak
 
-    wave = espeak.synthesize(job.text, job.speaker.voice, job.speaker.rate, job.speaker.pitch)
-    wave = resample(_trim_edges(wave, espeak.SAMPLE_RATE), espeak.SAMPLE_RATE, TARGET_SAMPLE_RATE).numpy()
+    wave = espeak.synthesize(job.text, job.voice, job.rate, job.pitch)
+    wave = resample(trim_edges(wave, espeak.SAMPLE_RATE), espeak.SAMPLE_RATE, TARGET_SAMPLE_RATE).numpy()
     # some variants (and the sinc resampler's overshoot) reach full scale: scale those down rather than clip
     peak = float(np.abs(wave).max())
     if peak > PEAK_LIMIT:
@@ -302,7 +310,7 @@ def _make_wav(job: _Job) -> float:
     return save_wav(job.path, wave, TARGET_SAMPLE_RATE, comment=job.key) / TARGET_SAMPLE_RATE
 
 
-def _make_wavs(jobs: Sequence[_Job]) -> list[float]:
+def _make_wavs(jobs: Sequence[SynthJob]) -> list[float]:
     return [_make_wav(j) for j in jobs]
 
 
@@ -313,15 +321,15 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _chunks(items: Sequence[_Job], size: int) -> Iterator[Sequence[_Job]]:
+def _chunks(items: Sequence[SynthJob], size: int) -> Iterator[Sequence[SynthJob]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
-def _generate_audio(jobs: Sequence[_Job], nj: int) -> dict[str, float]:
-    """Make the missing wavs with ``nj`` processes; return every utterance's duration."""
+def generate_audio(jobs: Sequence[SynthJob], nj: int) -> dict[str, float]:
+    """Make the missing wavs with ``nj`` processes; return every utterance's duration in seconds."""
     durations: dict[str, float] = {}
-    todo: list[_Job] = []
+    todo: list[SynthJob] = []
     for job in jobs:
         d = _read_duration_if_reusable(job)
         if d is None:
@@ -343,6 +351,32 @@ def _generate_audio(jobs: Sequence[_Job], nj: int) -> dict[str, float]:
     return durations
 
 
+def write_split(split_dir: str | os.PathLike, utts: Sequence[Utterance], durations: dict[str, float]) -> None:
+    """Write one Kaldi data directory plus ``utt2dur``, and log its size."""
+    split_dir = Path(split_dir)
+    write_data_dir(split_dir, utts)
+    write_kv(split_dir / "utt2dur", {u.utt_id: f"{durations[u.utt_id]:.3f}" for u in utts})
+    total = sum(durations[u.utt_id] for u in utts)
+    logger.info("%s: %d utterances, %d speakers, %.1f min of audio (mean %.2f s)", split_dir.name, len(utts),
+                len({u.speaker for u in utts}), total / 60, total / max(len(utts), 1))  # fmt: skip
+
+
+def check_sizes(**sizes: int) -> None:
+    """Raise ValueError naming the first negative set size."""
+    for name, n in sizes.items():
+        if n < 0:
+            raise ValueError(f"{name} must be >= 0, got {n}")
+
+
+def require_espeak() -> None:
+    """Fail before forking workers, with the loader's message, when espeak-ng cannot be used here."""
+    from narspeech.recipes import espeak
+
+    ok, why = espeak.is_available()
+    if not ok:
+        raise espeak.EspeakError(why)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 def prepare_mini(
     data_dir: str | os.PathLike,
@@ -359,35 +393,25 @@ def prepare_mini(
     wavs made from the same text and voice are reused. Returns ``{set: utterances}``. Raises
     :class:`narspeech.recipes.espeak.EspeakError` when espeak-ng cannot be used.
     """
-    for name, n in (("num_train", num_train), ("num_dev", num_dev), ("num_test", num_test)):
-        if n < 0:
-            raise ValueError(f"{name} must be >= 0, got {n}")
-    from narspeech.recipes import espeak
-
-    ok, why = espeak.is_available()  # fail before forking workers, with the loader's message
-    if not ok:
-        raise espeak.EspeakError(why)
+    check_sizes(num_train=num_train, num_dev=num_dev, num_test=num_test)
+    require_espeak()
     audio_dir = Path(audio_dir).resolve()
     audio_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     sets = split_sentences(num_train, num_dev, num_test, seed)
-    jobs: dict[str, list[_Job]] = {}
+    jobs: dict[str, list[SynthJob]] = {}
     for split, sentences in sets.items():
         jobs[split] = []
         for index, text in sentences:
             spk = speaker_of(index)
             utt_id = f"{spk.id}-{index:0{ID_WIDTH}d}"
-            jobs[split].append(_Job(utt_id, text, spk, str(audio_dir / f"{utt_id}.wav")))
-    durations = _generate_audio([j for split in SPLITS for j in jobs[split]], nj)
+            jobs[split].append(SynthJob(utt_id, text, spk.id, spk.voice, spk.rate, spk.pitch,
+                                        str(audio_dir / f"{utt_id}.wav")))  # fmt: skip
+    durations = generate_audio([j for split in SPLITS for j in jobs[split]], nj)
     out: dict[str, list[Utterance]] = {}
     for split in SPLITS:
-        utts = [Utterance(j.utt_id, j.path, j.text, j.speaker.id) for j in jobs[split]]
-        write_data_dir(Path(data_dir) / split, utts)
-        write_kv(Path(data_dir) / split / "utt2dur", {j.utt_id: f"{durations[j.utt_id]:.3f}" for j in jobs[split]})
-        total = sum(durations[j.utt_id] for j in jobs[split])
-        logger.info("%s: %d utterances, %d speakers, %.1f min of audio (mean %.2f s)", split, len(utts),
-                    len({u.speaker for u in utts}), total / 60, total / max(len(utts), 1))  # fmt: skip
-        out[split] = utts
+        out[split] = [Utterance(j.utt_id, j.path, j.text, j.speaker) for j in jobs[split]]
+        write_split(Path(data_dir) / split, out[split], durations)
     logger.info("prepared %s in %.1f s with nj=%d", data_dir, time.perf_counter() - start, nj)
     return out
 
