@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-import narspeech.asr.ar  # registers the model  # noqa: F401
-from narspeech.asr.ar import ARConfig, AttentionModel, decoder_io, label_smoothing_loss
+from narspeech.asr.ar import ARConfig, AttentionModel, decoder_io
+from narspeech.train.loss import label_smoothing_kl
 from narspeech.asr.base import ASRDecodeOptions
 from narspeech.asr.ctc import ctc_loss
 from narspeech.config import ConfigError, config_from_dict, load_config
@@ -166,7 +166,7 @@ def _batch() -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def half_trained() -> AttentionModel:
-    """A tiny model trained 40 steps on 4 utterances: outputs depend on the input, have varied lengths and end with
+    """A tiny model trained 70 steps on 4 utterances: outputs depend on the input, have varied lengths and end with
     <eos>, and greedy and beam search disagree (a random decoder ignores the input and never stops)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -174,7 +174,7 @@ def half_trained() -> AttentionModel:
     model = AttentionModel.from_config(_tiny_config(), 12)
     opt = torch.optim.Adam(model.parameters(), 5e-3)
     batch = _batch()
-    for _ in range(40):
+    for _ in range(70):
         terms = model(batch)
         loss = sum(t.weight * t.value for t in terms.values())
         opt.zero_grad()
@@ -213,14 +213,14 @@ def test_decoder_io_and_label_smoothed_loss():
     logits = torch.randn(2, 4, 9, generator=torch.Generator().manual_seed(0))
     # no smoothing: summed cross-entropy per utterance, averaged over utterances
     ce = torch.nn.functional.cross_entropy(logits.view(-1, 9), ys_out.view(-1), ignore_index=-1, reduction="sum") / 2
-    torch.testing.assert_close(label_smoothing_loss(logits, ys_out, 0.0), ce)
+    torch.testing.assert_close(label_smoothing_kl(logits, ys_out, 0.0) / 2, ce)
     # smoothing: KL(q || p) with 0.9 on the target and 0.1 / 8 elsewhere
     q = torch.full((2, 4, 9), 0.1 / 8)
     q.scatter_(-1, ys_out.clamp_min(0).unsqueeze(-1), 0.9)
     kl = torch.nn.functional.kl_div(logits.log_softmax(-1), q, reduction="none").sum(-1)
-    torch.testing.assert_close(label_smoothing_loss(logits, ys_out, 0.1), kl[ys_out >= 0].sum() / 2)
+    torch.testing.assert_close(label_smoothing_kl(logits, ys_out, 0.1) / 2, kl[ys_out >= 0].sum() / 2)
     # 0 at the smoothed optimum
-    assert label_smoothing_loss(q.log(), ys_out, 0.1).abs().item() < 1e-5
+    assert label_smoothing_kl(q.log(), ys_out, 0.1).abs().item() < 1e-5
 
 
 def test_greedy_equals_beam_of_one(half_trained, one_thread):

@@ -10,7 +10,6 @@ import pytest
 import torch
 import yaml
 
-import narspeech.asr.imputer  # registers the model  # noqa: F401
 from narspeech.asr.base import ASRDecodeOptions
 from narspeech.asr.ctc import ctc_loss
 from narspeech.asr.imputer import ImputerConfig, ImputerModel

@@ -4,5 +4,6 @@ from narspeech.asr.ar import ARConfig, AttentionModel
 from narspeech.asr.base import ASRDecodeOptions, ASRModel, Model
 from narspeech.asr.ctc import CTCModel, CTCModelConfig
 from narspeech.asr.imputer import ImputerConfig, ImputerModel
+from narspeech.asr.mask_ctc import MaskCTCConfig, MaskCTCModel
 
-__all__ = ["ARConfig", "ASRDecodeOptions", "AttentionModel", "ASRModel", "CTCModel", "CTCModelConfig", "ImputerConfig", "ImputerModel", "Model"]
+__all__ = ["ARConfig", "ASRDecodeOptions", "AttentionModel", "ASRModel", "CTCModel", "CTCModelConfig", "ImputerConfig", "ImputerModel", "MaskCTCConfig", "MaskCTCModel", "Model"]

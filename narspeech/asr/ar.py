@@ -17,7 +17,6 @@ Global CMVN and SpecAugment live inside the model, so a checkpoint takes raw 80-
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -32,7 +31,7 @@ from narspeech.nn.encoder import Encoder, EncoderConfig
 from narspeech.nn.mask import make_pad_mask
 from narspeech.registry import MODELS
 from narspeech.text.tokenizer import BLANK_ID, MASK_ID, SOS_EOS_ID
-from narspeech.train.loss import LossTerm
+from narspeech.train.loss import LossTerm, label_smoothing_kl
 
 # ESPnet's pre_beam_ratio: per hypothesis, the CTC prefix score is computed for the int(1.5 * beam) best attention
 # candidates only (more cannot change the top-beam much; fewer starves the joint score of choices)
@@ -127,7 +126,7 @@ class AttentionModel(ASRModel):
         ctc = ctc_loss(self.ctc_head(h).log_softmax(-1), lens, tokens, token_lens)
         ys_in, ys_out = decoder_io(tokens, token_lens)
         logits = self.decoder(ys_in, token_lens + 1, h, lens)
-        att = label_smoothing_loss(logits, ys_out, self.lsm_weight)
+        att = label_smoothing_kl(logits, ys_out, self.lsm_weight) / logits.size(0)
         return {"ctc": LossTerm(ctc, self.ctc_weight), "att": LossTerm(att, 1.0 - self.ctc_weight)}
 
     def sequence_log_probs(self, h: torch.Tensor, lens: torch.Tensor, hyps: list[list[int]]) -> torch.Tensor:
@@ -323,23 +322,3 @@ def decoder_io(tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Te
     ys_out = torch.where(pos < token_lens.unsqueeze(1), ys_out, -1)  # ids past the length are padding
     ys_out = ys_out.masked_fill(pos == token_lens.unsqueeze(1), SOS_EOS_ID)
     return ys_in, ys_out
-
-
-def label_smoothing_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Mean over utterances of the summed per-token KL(q || p), ``q`` = ``1 - smoothing`` on the target and
-    ``smoothing / (V - 1)`` on every other id (as ESPnet's LabelSmoothingLoss).
-
-    ``logits`` (B, L, V), ``targets`` (B, L) padded with -1. KL rather than cross-entropy: both have the same
-    gradient, but KL is 0 at the smoothed optimum, so the logged loss shows how close training is to it.
-    """
-    logp = logits.float().log_softmax(-1)
-    valid = targets >= 0
-    nll = -logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)  # (B, L)
-    if smoothing > 0:
-        off = smoothing / (logits.size(-1) - 1)
-        others = -logp.sum(-1) - nll  # sum of -log p over the non-target ids
-        neg_entropy = (1 - smoothing) * math.log(1 - smoothing) + smoothing * math.log(off)  # sum q log q
-        tok = (1 - smoothing) * nll + off * others + neg_entropy
-    else:
-        tok = nll
-    return tok.masked_fill(~valid, 0.0).sum() / logits.size(0)

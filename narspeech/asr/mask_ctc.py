@@ -1,0 +1,226 @@
+"""Mask-CTC (Higuchi et al., 2020, arXiv:2005.08700) and Improved Mask-CTC (Higuchi et al., 2021, arXiv:2010.13270).
+
+Mask-CTC: an encoder with a linear CTC head, and a non-causal Transformer decoder (a conditional masked LM) that
+cross-attends to the encoder output. Training: ``lambda * CTC + (1 - lambda) * MLM``, the MLM term a label-smoothed
+cross-entropy on the masked positions only, the number of masks uniform in 1..L per utterance (as CMLM).
+Decoding (``refine``): CTC greedy; each token's confidence is the highest frame posterior within its run of frames;
+tokens below ``threshold`` become <mask>; K passes of the decoder each fill the most confident masks (about
+n_masks / K per pass and utterance, the last pass fills the rest).
+
+Improved Mask-CTC (``length_prediction``; the paper's Conformer encoder is ``encoder.block: conformer``): dynamic
+length prediction. A linear classifier on the decoder states predicts, for each <mask>, how many tokens (0..
+``max_span_length``) it stands for. It is trained on two corruptions of the reference (Sec. 3.2 of the paper):
+deletion-simulated (uniform masking, then each run of consecutive masks merged into one mask whose target is the run
+length) and insertion-simulated (masks inserted between tokens, target 0); loss ``lambda * CTC + (1 - lambda) * MLM
++ length_weight * LP``. Decoding (the paper's Algorithm 1, bounded to K iterations): in each iteration, merge each
+run of masks into one mask, predict its length, expand it to that many masks (0 deletes it, more inserts), then
+fill the most confident masks as above. Each iteration costs two decoder passes.
+
+All decoding is batched with padding: rows with different lengths and mask counts share every decoder pass; the
+encoder runs once, and a batch without masks costs no decoder pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from torch import nn
+
+from narspeech.asr.base import ASRDecodeOptions, ASRModel
+from narspeech.asr.ctc import SpecAugConfig, ctc_loss
+from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
+from narspeech.nat.ctc import ctc_greedy, ctc_prefix_beam_search, ctc_tokens_with_confidence
+from narspeech.nat.length import IGNORE, PAD_ID, expand_masks, length_training_inputs, merge_mask_runs
+from narspeech.nat.refine import RefineState, fill_most_confident, refine, uniform_mask
+from narspeech.nn.decoder import DecoderConfig, TransformerDecoder
+from narspeech.nn.encoder import Encoder, EncoderConfig
+from narspeech.nn.mask import make_pad_mask
+from narspeech.registry import MODELS
+from narspeech.text.tokenizer import BLANK_ID, MASK_ID, SOS_EOS_ID
+from narspeech.train.loss import LossTerm, label_smoothing_kl
+
+# ids the decoder never sees as targets: never filled in, whatever an under-trained decoder scores them
+NEVER_PREDICTED = (BLANK_ID, MASK_ID, SOS_EOS_ID)
+METHODS = ("greedy", "beam", "refine")
+
+
+@dataclass
+class MaskCTCConfig:
+    input_dim: int = NUM_MEL_BINS
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)  # non-causal; d_model is the encoder's
+    ctc_weight: float = 0.3  # lambda in lambda * CTC + (1 - lambda) * MLM
+    lsm_weight: float = 0.1  # label smoothing of the MLM cross-entropy
+    length_prediction: bool = False  # Improved Mask-CTC: dynamic length prediction
+    length_weight: float = 0.1  # weight of the length-prediction loss (added to the CTC/MLM mix)
+    max_span_length: int = 50  # length classes 0..max_span_length (longer training spans are left out)
+
+
+@MODELS.register("mask_ctc")
+class MaskCTCModel(ASRModel):
+    """Encoder + CTC head + non-causal decoder (+ span-length classifier); see the module docstring."""
+
+    Config = MaskCTCConfig
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder: Encoder,
+        specaug: SpecAugment,
+        decoder: TransformerDecoder,
+        input_dim: int = NUM_MEL_BINS,
+        ctc_weight: float = 0.3,
+        lsm_weight: float = 0.1,
+        length_prediction: bool = False,
+        length_weight: float = 0.1,
+        max_span_length: int = 50,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < ctc_weight < 1.0:
+            raise ValueError(f"ctc_weight must be in (0, 1) (CTC gives the initial tokens, MLM refines them), got {ctc_weight}")
+        if not 0.0 <= lsm_weight < 1.0:
+            raise ValueError(f"lsm_weight must be in [0, 1), got {lsm_weight}")
+        if length_prediction and length_weight <= 0.0:
+            raise ValueError(f"length_weight must be > 0 with length_prediction, got {length_weight}")
+        if max_span_length < 1:
+            raise ValueError(f"max_span_length must be >= 1, got {max_span_length}")
+        if decoder.causal:
+            raise ValueError("decoder must be non-causal (a conditional masked LM)")
+        if len(decoder.layers) < 1:
+            raise ValueError("decoder.num_layers must be >= 1")
+        if vocab_size <= max(NEVER_PREDICTED):
+            raise ValueError(f"vocab_size {vocab_size} leaves no room for tokens after the reserved ids")
+        self.vocab_size = vocab_size
+        self.cmvn = GlobalCMVN(input_dim)
+        self.specaug = specaug
+        self.encoder = encoder
+        self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
+        self.decoder = decoder
+        self.ctc_weight = ctc_weight
+        self.lsm_weight = lsm_weight
+        self.length_weight = length_weight
+        self.max_span_length = max_span_length
+        self.length_head = nn.Linear(encoder.d_model, max_span_length + 1) if length_prediction else None
+        never = torch.zeros(vocab_size).index_fill_(0, torch.tensor(NEVER_PREDICTED), float("-inf"))
+        self.register_buffer("never_predicted", never, persistent=False)  # added to the decoder's logits
+
+    @classmethod
+    def from_config(cls, cfg: MaskCTCConfig, vocab_size: int) -> "MaskCTCModel":
+        s, d = cfg.specaug, cfg.decoder
+        if d.num_heads < 1 or cfg.encoder.d_model % d.num_heads:
+            raise ValueError(f"decoder.num_heads ({d.num_heads}) must divide encoder.d_model ({cfg.encoder.d_model})")
+        return cls(
+            vocab_size,
+            Encoder.from_config(cfg.input_dim, cfg.encoder),
+            SpecAugment(s.num_freq_masks, s.max_freq_width, s.num_time_masks, s.max_time_ratio),
+            TransformerDecoder.from_config(vocab_size, cfg.encoder.d_model, d, causal=False),
+            cfg.input_dim,
+            cfg.ctc_weight,
+            cfg.lsm_weight,
+            cfg.length_prediction,
+            cfg.length_weight,
+            cfg.max_span_length,
+        )
+
+    # ------------------------------------------------------------------------------------------------ training
+
+    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(self.specaug(self.cmvn(feats), feat_lens), feat_lens)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:
+        """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,).
+
+        Terms: ``ctc``, ``mlm`` (per utterance, summed over its masked tokens), and with length prediction
+        ``length`` (per utterance, summed over the masks of its two corrupted copies)."""
+        h, h_lens = self.encode(batch["feats"], batch["feat_lens"])
+        tokens, token_lens = batch["tokens"], batch["token_lens"]
+        B = tokens.size(0)
+        terms = {"ctc": LossTerm(ctc_loss(self.ctc_head(h).log_softmax(-1), h_lens, tokens, token_lens), self.ctc_weight)}
+
+        target = tokens.clamp_min(PAD_ID)  # -1 padding -> a valid id; padding is never masked
+        inp, masked = uniform_mask(target, token_lens, MASK_ID)
+        logits = self.decoder(inp, token_lens.clamp_min(1), h, h_lens)
+        mlm = label_smoothing_kl(logits, target.masked_fill(~masked, IGNORE), self.lsm_weight)
+        terms["mlm"] = LossTerm(mlm / B, 1.0 - self.ctc_weight)
+
+        if self.length_head is not None:
+            inp, lens, tgt = length_training_inputs(target, token_lens, self.max_span_length)
+            states = self.decoder.states(inp, lens.clamp_min(1), torch.cat([h, h]), torch.cat([h_lens, h_lens]))
+            lp = nn.functional.cross_entropy(
+                self.length_head(states).flatten(0, 1), tgt.flatten(), ignore_index=IGNORE, reduction="sum"
+            )
+            terms["length"] = LossTerm(lp / B, self.length_weight)
+        return terms
+
+    # ------------------------------------------------------------------------------------------------ inference
+
+    @torch.inference_mode()
+    def infer(self, feats: torch.Tensor, feat_lens: torch.Tensor, opts: ASRDecodeOptions = ASRDecodeOptions()) -> list[list[int]]:
+        """``feats`` (B, T, D) raw fbank, ``feat_lens`` (B,) valid frames -> token ids per utterance.
+
+        ``greedy``: CTC best path; ``beam``: CTC prefix beam search; ``refine``: Mask-CTC (with length prediction
+        when the model has it) in ``opts.iterations`` iterations, masking CTC tokens below ``opts.threshold``."""
+        if opts.method not in METHODS:
+            raise ValueError(f"unknown Mask-CTC decoding method {opts.method!r}; valid: {', '.join(METHODS)}")
+        if opts.method == "refine" and opts.iterations < 1:
+            raise ValueError(f"iterations must be >= 1 for refine, got {opts.iterations}")
+        h, h_lens = self.encode(feats, feat_lens)
+        log_probs = self.ctc_head(h).log_softmax(-1)
+        if opts.method == "greedy":
+            return ctc_greedy(log_probs, h_lens, BLANK_ID)
+        if opts.method == "beam":
+            return [
+                list(ctc_prefix_beam_search(lp[: int(n)], opts.beam_size, BLANK_ID)[0].tokens)
+                for lp, n in zip(log_probs, h_lens)
+            ]
+        tokens, conf, lens = ctc_tokens_with_confidence(log_probs, h_lens, BLANK_ID)
+        masked = (conf < opts.threshold) & ~make_pad_mask(lens, tokens.size(1))
+        state = self.refine_tokens(tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens, opts.iterations)
+        return [row[: int(n)].tolist() for row, n in zip(state.tokens, state.lens)]
+
+    @torch.inference_mode()
+    def refine_tokens(
+        self,
+        tokens: torch.Tensor,
+        lens: torch.Tensor,
+        masked: torch.Tensor,
+        memory: torch.Tensor,
+        memory_lens: torch.Tensor,
+        iterations: int,
+    ) -> RefineState:
+        """Iterative refinement of partly masked token sequences.
+
+        ``tokens`` (B, L) ids with MASK_ID where ``masked`` (B, L) is True, ``lens`` (B,) valid tokens, ``memory``
+        (B, T', d) encoder output, ``memory_lens`` (B,) valid frames -> final state (no mask left in any row);
+        ``state.passes`` counts iterations (one decoder pass each; two with length prediction)."""
+        remaining = torch.full_like(lens, iterations)
+        state = RefineState(tokens, lens, masked, remaining)
+        step = self._length_step if self.length_head is not None else self._fill_step
+        return refine(state, partial(step, memory=memory, memory_lens=memory_lens), iterations)
+
+    def _fill_step(self, state: RefineState, memory: torch.Tensor, memory_lens: torch.Tensor) -> RefineState:
+        """One mask-predict pass: each row fills ceil(masks left / passes left) of its masks, the most confident
+        first, so the masks are spread evenly over the passes and the last pass fills all that remain."""
+        logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens) + self.never_predicted
+        conf, pred = logits.log_softmax(-1).max(-1)
+        left = state.masked.sum(1)
+        passes_left = state.remaining.clamp_min(1)
+        num = torch.div(left + passes_left - 1, passes_left, rounding_mode="floor")
+        tokens, masked = fill_most_confident(state.tokens, state.masked, pred, conf, num)
+        return state._replace(tokens=tokens, masked=masked, remaining=state.remaining - 1)
+
+    def _length_step(self, state: RefineState, memory: torch.Tensor, memory_lens: torch.Tensor) -> RefineState:
+        """One Improved Mask-CTC iteration: merge each run of masks into one, predict how many tokens it stands
+        for, expand it to that many masks, then one mask-predict pass (skipped when every mask was deleted)."""
+        tokens, lens, masked, _ = merge_mask_runs(state.tokens, state.lens, state.masked)
+        states = self.decoder.states(tokens, lens.clamp_min(1), memory, memory_lens)
+        spans = self.length_head(states).argmax(-1)
+        # CTC cannot emit more tokens than there are frames: a bound on what a poorly trained predictor inserts
+        tokens, lens, masked = expand_masks(tokens, lens, masked, spans, max_lens=memory_lens)
+        state = state._replace(tokens=tokens, lens=lens, masked=masked)
+        if not bool(masked.any()):
+            return state._replace(remaining=state.remaining - 1)
+        return self._fill_step(state, memory, memory_lens)

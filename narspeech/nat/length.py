@@ -1,0 +1,143 @@
+"""Length machinery of the mask-predict decoders with dynamic length (Improved Mask-CTC, Higuchi et al., 2021,
+arXiv:2010.13270): merging runs of masks, expanding masks to predicted span lengths, inserting masks, and the
+length-prediction training inputs. Tensor ops over padded (B, L) batches; no loop over positions."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from narspeech.nat.refine import uniform_mask
+from narspeech.nn.mask import make_pad_mask
+from narspeech.text.tokenizer import BLANK_ID, MASK_ID
+
+IGNORE = -1  # target of positions without a loss
+PAD_ID = BLANK_ID  # what padded token positions hold (any valid id: the decoder ignores them)
+
+
+def _compact(keep: torch.Tensor, values: torch.Tensor, fill: int | bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-align the ``keep`` (B, L) positions of ``values`` (B, L) per row -> (B, L') padded with ``fill``, lens (B,)."""
+    B = keep.size(0)
+    lens = keep.sum(1)
+    width = int(lens.max()) if B else 0
+    pos = keep.long().cumsum(1) - 1
+    rows = torch.arange(B, device=keep.device).unsqueeze(1).expand_as(keep)
+    out = values.new_full((B, width), fill)
+    out[rows[keep], pos[keep]] = values[keep]
+    return out, lens
+
+
+def merge_mask_runs(
+    tokens: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Merge every run of consecutive masked positions into one masked position.
+
+    ``tokens`` (B, L), ``lens`` (B,), ``masked`` (B, L) bool -> tokens (B, L'), lens (B,), masked (B, L'), and
+    ``spans`` (B, L'): how many original positions each position stands for (1 if unmasked, the run length if
+    masked, 0 at padding). E.g. [5, M, M, 8, M, 10] -> [5, M, 8, M, 10], spans [1, 2, 1, 1, 1].
+    """
+    B, L = tokens.shape
+    valid = ~make_pad_mask(lens, L)
+    follows_mask = torch.zeros_like(masked)
+    follows_mask[:, 1:] = masked[:, :-1]
+    keep = valid & ~(masked & follows_mask)
+    new_tokens, new_lens = _compact(keep, tokens, PAD_ID)
+    new_masked, _ = _compact(keep, masked, False)
+    width = new_tokens.size(1)
+    group = keep.long().cumsum(1) - 1  # merged position of every original position
+    slot = torch.where(valid, group, torch.full_like(group, width))  # padding -> overflow column
+    spans = torch.zeros(B, width + 1, dtype=torch.long, device=tokens.device).scatter_add_(1, slot, valid.long())
+    return new_tokens, new_lens, new_masked, spans[:, :width]
+
+
+def expand_masks(
+    tokens: torch.Tensor,
+    lens: torch.Tensor,
+    masked: torch.Tensor,
+    counts: torch.Tensor,
+    max_lens: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Replace each masked position by ``counts`` masks (0 deletes it); unmasked tokens are kept once.
+
+    ``tokens``, ``masked``, ``counts`` (B, L), ``lens`` (B,) -> tokens (B, L'), lens (B,), masked (B, L').
+    E.g. [5, M, 8, M, 10] with counts 0 and 3 at the masks -> [5, 8, M, M, M, 10].
+    ``max_lens`` (B,): at most this many positions per row; masks beyond it are dropped, the last spans first
+    (unmasked tokens are always kept).
+    """
+    B, L = tokens.shape
+    valid = ~make_pad_mask(lens, L)
+    mask_reps = torch.where(masked & valid, counts, torch.zeros_like(counts))
+    if max_lens is not None:
+        budget = (max_lens - (valid & ~masked).sum(1)).clamp_min(0).unsqueeze(1)
+        before = mask_reps.cumsum(1) - mask_reps
+        mask_reps = torch.minimum(mask_reps, (budget - before).clamp_min(0))
+    reps = torch.where(masked, mask_reps, valid.long()).flatten()
+    new_lens = reps.view(B, L).sum(1)
+    width = int(new_lens.max()) if B else 0
+    flat_tokens = tokens.flatten().repeat_interleave(reps)
+    flat_masked = masked.flatten().repeat_interleave(reps)
+    rows = torch.arange(B, device=tokens.device).repeat_interleave(new_lens)
+    starts = new_lens.cumsum(0) - new_lens
+    pos = torch.arange(rows.numel(), device=tokens.device) - starts.repeat_interleave(new_lens)
+    out_tokens = tokens.new_full((B, width), PAD_ID)
+    out_masked = torch.zeros(B, width, dtype=torch.bool, device=tokens.device)
+    out_tokens[rows, pos] = flat_tokens
+    out_masked[rows, pos] = flat_masked
+    return out_tokens, new_lens, out_masked
+
+
+def insert_masks(
+    tokens: torch.Tensor, lens: torch.Tensor, mask_id: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Insertion-simulated input of Improved Mask-CTC: masks inserted into the L + 1 gaps of each row (both ends
+    included, at most one per gap), their number uniform in 1..L + 1 (``uniform_mask`` over the gaps).
+
+    ``tokens`` (B, L), ``lens`` (B,) -> tokens (B, L'), lens (B,), masked (B, L') True at the inserted masks.
+    """
+    B, L = tokens.shape
+    _, gap_chosen = uniform_mask(tokens.new_zeros(B, L + 1), lens + 1, mask_id, generator)
+    valid = torch.cat([~make_pad_mask(lens, L), torch.zeros(B, 1, dtype=torch.bool, device=tokens.device)], 1)
+    padded = torch.cat([tokens, tokens.new_full((B, 1), PAD_ID)], 1)
+    # slots 2i and 2i+1 hold gap i and token i
+    slot_tokens = torch.stack([torch.full_like(padded, mask_id), padded], 2).flatten(1)
+    slot_keep = torch.stack([gap_chosen, valid], 2).flatten(1)
+    slot_masked = torch.stack([torch.ones_like(valid), torch.zeros_like(valid)], 2).flatten(1)
+    new_tokens, new_lens = _compact(slot_keep, slot_tokens, PAD_ID)
+    new_masked, _ = _compact(slot_keep, slot_masked, False)
+    return new_tokens, new_lens, new_masked
+
+
+def length_targets(
+    tokens: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor, max_span_length: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Deletion-simulated example: merge each run of masks into one mask whose target is the run length.
+
+    ``tokens`` (B, L) with MASK_ID where ``masked``, ``lens`` (B,) -> decoder input (B, L'), lens (B,), targets
+    (B, L'): the run length at merged masks, IGNORE elsewhere and at runs longer than ``max_span_length`` (a
+    clamped target would teach that long spans are shorter than they are).
+    """
+    merged, new_lens, new_masked, spans = merge_mask_runs(tokens, lens, masked)
+    target = torch.where(new_masked & (spans <= max_span_length), spans, torch.full_like(spans, IGNORE))
+    return merged, new_lens, target
+
+
+def length_training_inputs(
+    target: torch.Tensor, lens: torch.Tensor, max_span_length: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both corrupted copies of the references for the length loss, stacked as 2B rows (deletion-simulated first).
+
+    ``target`` (B, L) reference ids (padding: any valid id), ``lens`` (B,) -> decoder input (2B, L'), lens (2B,),
+    length targets (2B, L') (IGNORE where there is no loss).
+    """
+    masked_in, masked = uniform_mask(target, lens, MASK_ID, generator)
+    del_in, del_lens, del_tgt = length_targets(masked_in, lens, masked, max_span_length)
+    ins_in, ins_lens, ins_masked = insert_masks(target, lens, MASK_ID, generator)
+    ins_tgt = torch.where(ins_masked, 0, IGNORE)
+    width = max(del_in.size(1), ins_in.size(1))
+
+    def pad(x: torch.Tensor, value: int) -> torch.Tensor:
+        return nn.functional.pad(x, (0, width - x.size(1)), value=value)
+
+    inp = torch.cat([pad(del_in, PAD_ID), pad(ins_in, PAD_ID)])
+    tgt = torch.cat([pad(del_tgt, IGNORE), pad(ins_tgt, IGNORE)])
+    return inp, torch.cat([del_lens, ins_lens]), tgt

@@ -1,0 +1,371 @@
+"""Mask-CTC and Improved Mask-CTC (length prediction): losses, batched refinement, training targets, an overfit run."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from narspeech.asr.base import ASRDecodeOptions
+from narspeech.asr.mask_ctc import (
+    IGNORE,
+    PAD_ID,
+    MaskCTCConfig,
+    MaskCTCModel,
+)
+from narspeech.nat.ctc import ctc_tokens_with_confidence
+from narspeech.nat.length import (
+    expand_masks,
+    insert_masks,
+    length_targets,
+    length_training_inputs,
+    merge_mask_runs,
+)
+from narspeech.config import ConfigError, config_from_dict, load_config
+from narspeech.nat.ctc import ctc_greedy
+from narspeech.nn import make_pad_mask
+from narspeech.registry import MODELS
+from narspeech.text.tokenizer import MASK_ID
+
+REPO = Path(__file__).resolve().parents[1]
+M = MASK_ID
+VOCAB = 12
+
+
+def _tiny(length_prediction: bool = False, **kw) -> MaskCTCModel:
+    cfg = MaskCTCConfig(length_prediction=length_prediction, max_span_length=3, **kw)
+    e = cfg.encoder
+    e.block, e.d_model, e.num_heads, e.ffn_dim, e.num_layers, e.subsampling_channels, e.dropout = "conformer", 32, 2, 64, 2, 8, 0.0
+    cfg.specaug.num_freq_masks = cfg.specaug.num_time_masks = 0
+    d = cfg.decoder
+    d.num_heads, d.ffn_dim, d.num_layers, d.dropout = 2, 64, 2, 0.0
+    torch.manual_seed(0)
+    return MaskCTCModel.from_config(cfg, vocab_size=VOCAB)
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    lens = torch.tensor([120, 90, 61])
+    feats = torch.randn(3, 120, 80, generator=g) * make_pad_mask(lens, 120).logical_not().unsqueeze(-1)
+    tokens = torch.tensor([[5, 6, 7, 8, 9], [4, 5, 6, -1, -1], [7, 7, -1, -1, -1]])
+    return {"feats": feats, "feat_lens": lens, "tokens": tokens, "token_lens": torch.tensor([5, 3, 2])}
+
+
+class DecoderCalls:
+    """Records every decoder pass (token passes and length passes alike: both embed their input) and the masks in
+    its input, per row."""
+
+    def __init__(self, model: MaskCTCModel) -> None:
+        self.masks: list[list[int]] = []
+        self.handle = model.decoder.embed.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args) -> None:
+        self.masks.append((args[0] == M).sum(1).tolist())
+
+    def __enter__(self) -> "DecoderCalls":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+
+# ---------------------------------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("length_prediction", [False, True])
+def test_forward_backward_infer(length_prediction):
+    model = _tiny(length_prediction)
+    batch = _batch()
+    terms = model(batch)
+    expected = {"ctc": 0.3, "mlm": 0.7} | ({"length": 0.1} if length_prediction else {})
+    assert {k: t.weight for k, t in terms.items()} == pytest.approx(expected)
+    assert all(t.value.dim() == 0 and torch.isfinite(t.value) and t.value > 0 for t in terms.values())
+    sum(t.weight * t.value for t in terms.values()).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert (model.length_head is not None) == length_prediction
+
+    model.eval()
+    x, lens = batch["feats"], batch["feat_lens"]
+    greedy = model.infer(x, lens, ASRDecodeOptions("greedy"))
+    assert greedy == model.infer(x, lens, ASRDecodeOptions("beam", beam_size=1))
+    for K in (1, 3):
+        hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=K, threshold=0.999))
+        assert len(hyps) == 3
+        assert all(isinstance(t, int) and 0 < t < VOCAB and t != M for h in hyps for t in h)
+
+
+@pytest.mark.parametrize("length_prediction", [False, True])
+@pytest.mark.parametrize("K", [1, 10])
+def test_threshold_zero_masks_nothing_and_refine_equals_greedy(length_prediction, K):
+    model = _tiny(length_prediction).eval()
+    x, lens = _batch()["feats"], _batch()["feat_lens"]
+    with DecoderCalls(model) as calls:
+        refined = model.infer(x, lens, ASRDecodeOptions("refine", iterations=K, threshold=0.0))
+    assert refined == model.infer(x, lens, ASRDecodeOptions("greedy"))
+    assert calls.masks == []  # no masks: no decoder pass at all
+
+
+@pytest.mark.parametrize("length_prediction", [False, True])
+def test_batched_refine_equals_per_utterance(length_prediction):
+    model = _tiny(length_prediction).eval()
+    batch = _batch()
+    x, lens = batch["feats"], batch["feat_lens"]
+    greedy = model.infer(x, lens, ASRDecodeOptions("greedy"))
+    for K in (2, 10):
+        opts = ASRDecodeOptions("refine", iterations=K, threshold=0.999)
+        with DecoderCalls(model) as calls:
+            batched = model.infer(x, lens, opts)
+        # one decoder pass per iteration, two with length prediction
+        assert calls.masks and len(calls.masks) <= (2 * K if length_prediction else K)
+        single = [model.infer(x[i : i + 1, : int(n)], lens[i : i + 1], opts)[0] for i, n in enumerate(lens)]
+        assert batched == single
+        assert batched != greedy  # the untrained model masks (nearly) everything: the decoder did the work
+        if length_prediction:  # the untrained length head inserts and deletes
+            assert [len(h) for h in batched] != [len(h) for h in greedy]
+
+
+def test_at_most_k_passes_each_filling_at_least_one_mask():
+    """Row 0: 10 masks, row 1: 2 masks (and padding). K=3: ceil(masks left / passes left) per pass and row:
+    row 0 fills 4, 3, 3 and row 1 fills 1, 1, 0. K=20 with 5 masks: one per pass, stopping after 5 passes."""
+    model = _tiny().eval()
+    x, lens = _batch()["feats"][:2], _batch()["feat_lens"][:2]
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, lens)
+    tokens = torch.tensor([[M] * 10, [5, M, 6, M] + [PAD_ID] * 6])
+    masked = tokens == M
+    with DecoderCalls(model) as calls:
+        state = model.refine_tokens(tokens, torch.tensor([10, 4]), masked, h, h_lens, iterations=3)
+    assert calls.masks == [[10, 2], [6, 1], [3, 0]]
+    assert state.passes == 3 and not state.masked.any()
+    assert state.tokens[1, [0, 2]].tolist() == [5, 6]  # unmasked tokens are never changed
+    assert not (state.tokens[:, :4] == M).any()
+
+    tokens = torch.tensor([[5, M, M, 6, M, M, M]])
+    with DecoderCalls(model) as calls:
+        state = model.refine_tokens(tokens, torch.tensor([7]), tokens == M, h[:1], h_lens[:1], iterations=20)
+    assert calls.masks == [[5], [4], [3], [2], [1]]
+    assert state.passes == 5 and not state.masked.any()
+
+
+def _force_span_length(model: MaskCTCModel, n: int) -> None:
+    with torch.no_grad():
+        model.length_head.weight.zero_()
+        model.length_head.bias.zero_()
+        model.length_head.bias[n] = 10.0
+
+
+def test_length_prediction_deletes_and_expands_masked_spans():
+    """With the length head forced to 0, every masked span is deleted (no token pass); forced to 2, every span of
+    masks becomes exactly two tokens and the confident CTC tokens stay in place (one iteration)."""
+    model = _tiny(length_prediction=True).eval()
+    x, lens = _batch()["feats"], _batch()["feat_lens"]
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, lens)
+        tokens, conf, n = ctc_tokens_with_confidence(model.ctc_head(h).log_softmax(-1), h_lens)
+    threshold = float(conf[conf > 0].median())
+    masked = (conf < threshold) & ~make_pad_mask(n, tokens.size(1))
+    assert masked.any() and (~masked & ~make_pad_mask(n, tokens.size(1))).any()
+
+    _force_span_length(model, 0)
+    with DecoderCalls(model) as calls:
+        hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=3, threshold=threshold))
+    assert len(calls.masks) == 1  # the length pass; no mask is left for a token pass
+    assert hyps == [tokens[b, : n[b]][~masked[b, : n[b]]].tolist() for b in range(3)]
+
+    _force_span_length(model, 2)
+    hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold))
+    for b in range(3):
+        expected: list[int | None] = []  # None: a position the decoder fills
+        prev_masked = False
+        for t, m in zip(tokens[b, : n[b]].tolist(), masked[b, : n[b]].tolist()):
+            if not m:
+                expected.append(t)
+            elif not prev_masked:
+                expected += [None, None]  # a run of masks, whatever its length, becomes two
+            prev_masked = m
+        assert len(hyps[b]) == len(expected)
+        assert all(e is None or e == t for e, t in zip(expected, hyps[b]))
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def test_length_targets_by_hand():
+    tokens = torch.tensor([[5, M, M, 8, M, 10], [M, M, M, 7, 0, 0]])
+    lens = torch.tensor([6, 4])
+    masked = (tokens == M) & ~make_pad_mask(lens, 6)
+    inp, new_lens, tgt = length_targets(tokens, lens, masked, max_span_length=3)
+    assert new_lens.tolist() == [5, 2]
+    assert inp.tolist() == [[5, M, 8, M, 10], [M, 7, PAD_ID, PAD_ID, PAD_ID]]
+    assert tgt.tolist() == [[IGNORE, 2, IGNORE, 1, IGNORE], [3, IGNORE, IGNORE, IGNORE, IGNORE]]
+    # a run longer than the largest class gets no target (rather than a wrong, clamped one)
+    _, _, tgt = length_targets(tokens, lens, masked, max_span_length=2)
+    assert tgt.tolist() == [[IGNORE, 2, IGNORE, 1, IGNORE], [IGNORE] * 5]
+    _, _, _, spans = merge_mask_runs(tokens, lens, masked)
+    assert spans.tolist() == [[1, 2, 1, 1, 1], [3, 1, 0, 0, 0]]
+
+
+def test_expand_masks_by_hand():
+    tokens = torch.tensor([[5, M, 8, M, 10], [M, 7, 0, 0, 0]])
+    masked = tokens == M
+    counts = torch.tensor([[9, 0, 9, 3, 9], [2, 9, 9, 9, 9]])  # 9s sit at unmasked/padded positions: ignored
+    out, lens, out_masked = expand_masks(tokens, torch.tensor([5, 2]), masked, counts)
+    assert lens.tolist() == [6, 3]
+    assert out.tolist() == [[5, 8, M, M, M, 10], [M, M, 7, PAD_ID, PAD_ID, PAD_ID]]
+    assert out_masked.tolist() == (out == M).tolist()
+    # at most max_lens positions: masks are cut (the last spans first), tokens always kept
+    out, lens, _ = expand_masks(tokens, torch.tensor([5, 2]), masked, counts, max_lens=torch.tensor([4, 2]))
+    assert lens.tolist() == [4, 2] and out.tolist() == [[5, 8, M, 10], [M, 7, PAD_ID, PAD_ID]]
+
+
+def test_insert_masks_keeps_tokens_and_inserts_at_most_one_mask_per_gap():
+    tokens = torch.tensor([[5, 6, 7, 8, 9], [4, 5, 0, 0, 0], [7, 0, 0, 0, 0]])
+    lens = torch.tensor([5, 2, 1])
+    seen = set()
+    for seed in range(50):
+        out, out_lens, masked = insert_masks(tokens, lens, M, torch.Generator().manual_seed(seed))
+        for b in range(3):
+            row, m = out[b, : out_lens[b]], masked[b, : out_lens[b]]
+            assert row[~m].tolist() == tokens[b, : lens[b]].tolist()
+            assert (row[m] == M).all() and 1 <= int(m.sum()) <= int(lens[b]) + 1
+            assert not (m[1:] & m[:-1]).any()
+            seen.add((b, tuple(m.tolist())))
+        assert not masked[make_pad_mask(out_lens, out.size(1))].any()
+    assert len({s for s in seen if s[0] == 0}) > 10  # the gaps are drawn at random
+
+
+def test_length_training_inputs_stack_deletion_and_insertion_copies():
+    target = torch.tensor([[5, 6, 7, 8], [4, 5, 0, 0]])
+    lens = torch.tensor([4, 2])
+    inp, new_lens, tgt = length_training_inputs(target, lens, max_span_length=10, generator=torch.Generator().manual_seed(0))
+    assert inp.size(0) == tgt.size(0) == new_lens.size(0) == 4
+    for b in range(2):
+        d, i = tgt[b, : new_lens[b]], tgt[2 + b, : new_lens[2 + b]]
+        # deletion-simulated: the spans of the merged masks and the kept tokens add up to the reference length
+        assert (d[d != IGNORE] >= 1).all() and int(d[d != IGNORE].sum() + (d == IGNORE).sum()) == int(lens[b])
+        assert ((inp[b, : new_lens[b]] == M) == (d != IGNORE)).all()
+        # insertion-simulated: every mask stands for nothing
+        assert (i[i != IGNORE] == 0).all() and int((i == 0).sum()) == int(new_lens[2 + b] - lens[b])
+
+
+def _slow_confidences(lp: torch.Tensor) -> tuple[list[int], list[float]]:
+    """Reference (the Mask-CTC paper / ESPnet): per token, the max frame probability over its run of frames."""
+    probs, ids = lp.exp().max(-1)
+    tokens, conf, prev = [], [], None
+    for p, i in zip(probs.tolist(), ids.tolist()):
+        if i != prev and i != 0:
+            tokens.append(i)
+            conf.append(p)
+        elif i == prev and i != 0:
+            conf[-1] = max(conf[-1], p)
+        prev = i
+    return tokens, conf
+
+
+def test_ctc_confidences_match_the_frame_loop():
+    g = torch.Generator().manual_seed(0)
+    lp = (3 * torch.randn(4, 50, 6, generator=g)).log_softmax(-1)
+    lens = torch.tensor([50, 31, 1, 17])
+    tokens, conf, n = ctc_tokens_with_confidence(lp, lens)
+    assert [tokens[b, : n[b]].tolist() for b in range(4)] == ctc_greedy(lp, lens)
+    for b in range(4):
+        ref_tokens, ref_conf = _slow_confidences(lp[b, : lens[b]])
+        assert tokens[b, : n[b]].tolist() == ref_tokens
+        torch.testing.assert_close(conf[b, : n[b]], torch.tensor(ref_conf))
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+
+
+def test_config_errors():
+    bad = [
+        (dict(ctc_weight=0.0), "ctc_weight"),
+        (dict(ctc_weight=1.0), "ctc_weight"),
+        (dict(lsm_weight=1.0), "lsm_weight"),
+        (dict(length_prediction=True, length_weight=0.0), "length_weight"),
+        (dict(max_span_length=0), "max_span_length"),
+    ]
+    for kw, name in bad:
+        with pytest.raises(ValueError, match=name):
+            MaskCTCModel.from_config(MaskCTCConfig(**kw), 10)
+    cfg = MaskCTCConfig()
+    cfg.decoder.num_heads = 5
+    with pytest.raises(ValueError, match="decoder.num_heads"):
+        MaskCTCModel.from_config(cfg, 10)
+    cfg = MaskCTCConfig()
+    cfg.decoder.num_layers = 0
+    with pytest.raises(ValueError, match="decoder.num_layers"):
+        MaskCTCModel.from_config(cfg, 10)
+    with pytest.raises(ConfigError, match="model.conf.decoder.layers"):
+        config_from_dict({"model": {"name": "mask_ctc", "conf": {"decoder": {"layers": 2}}}})
+    with pytest.raises(ConfigError, match="model.conf.ctc_weight"):
+        config_from_dict({"model": {"name": "mask_ctc", "conf": {"ctc_weight": "high"}}})
+
+    model = _tiny().eval()
+    x, lens = _batch()["feats"], _batch()["feat_lens"]
+    with pytest.raises(ValueError, match="greedy, beam, refine"):
+        model.infer(x, lens, ASRDecodeOptions("mask_predict"))
+    with pytest.raises(ValueError, match="iterations"):
+        model.infer(x, lens, ASRDecodeOptions("refine", iterations=0))
+
+
+@pytest.mark.parametrize("conf", ["mini/asr1/conf/mask_ctc.yaml", "mini/asr1/conf/mask_ctc_lp.yaml", "fsdd/asr1/conf/mask_ctc.yaml"])
+def test_recipe_configs_build_train_and_decode(conf):
+    cfg = load_config(REPO / "egs" / conf)
+    assert cfg.model.name == "mask_ctc"
+    torch.manual_seed(0)
+    model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, vocab_size=30)
+    assert (model.length_head is not None) == conf.endswith("_lp.yaml")
+    batch = _batch()
+    batch["tokens"] = batch["tokens"] + 10 * (batch["tokens"] >= 0)
+    terms = model(batch)
+    sum(t.weight * t.value for t in terms.values()).backward()
+    model.eval()
+    for method in ("greedy", "refine"):
+        assert len(model.infer(batch["feats"], batch["feat_lens"], ASRDecodeOptions(method, iterations=2))) == 3
+
+
+# ---------------------------------------------------------------------------------------------------- learning
+
+
+def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path):
+    """Through the real Trainer on the tone corpus: the MLM loss falls more than 10x, and "refine" (K=10, threshold
+    0.999, which masks some of the CTC tokens, so the decoder has work to do) transcribes every utterance."""
+    from narspeech.asr.transcribe import transcribe_utterances
+    from narspeech.audio.features import SAMPLE_RATE, fbank
+    from narspeech.audio.io import load_audio
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.metrics import char_error_rate
+    from narspeech.train.checkpoint import load_checkpoint, load_model
+    from narspeech.train.trainer import Trainer
+
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["model"]["name"] = "mask_ctc"
+    cfg["model"]["conf"]["decoder"] = {"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0}
+    # the decoder needs more updates than the CTC head (~300 steps here)
+    cfg["train"]["max_epochs"] = 150
+    exp = tmp_path / "mask_ctc"
+    Trainer(config_from_dict(cfg), exp, resume=False).fit()
+    # the last epoch, not model.pt: that is the first epoch of CTC-greedy CER 0, picked by validation
+    model, tok, _ = load_model(exp / "last.pt")
+    utts = read_data_dir(tone_setup["train"])
+
+    feats = [fbank(load_audio(u.audio, SAMPLE_RATE)) for u in utts]
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    x_lens = torch.tensor([f.size(0) for f in feats])
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, x_lens)
+        _, conf, n = ctc_tokens_with_confidence(model.ctc_head(h).log_softmax(-1), h_lens)
+    num_masked = int(((conf < 0.999) & ~make_pad_mask(n, conf.size(1))).sum())
+    assert num_masked > 0
+
+    opts = ASRDecodeOptions("refine", iterations=10, threshold=0.999)
+    hyps = {t.key: t.text for t in transcribe_utterances(model, tok, utts, batch_size=4, opts=opts)}
+    cer = char_error_rate([u.text for u in utts], [hyps[u.utt_id] for u in utts])
+    assert cer.errors == 0, f"CER {cer}: {hyps}"
+    hist = load_checkpoint(exp / "last.pt")["history"]
+    # per-epoch values are single batches with random masks: compare the last ten epochs' mean
+    assert statistics.mean(e["train_mlm"] for e in hist[-10:]) < 0.1 * hist[0]["train_mlm"]
