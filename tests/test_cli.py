@@ -85,3 +85,14 @@ def test_cli_dispatch(capsys):
     assert "transcribe" in capsys.readouterr().out
     assert cli.main(["nonsense"]) == 2
     assert "valid verbs" in capsys.readouterr().err
+
+
+def test_decoding_method_the_model_lacks_is_refused_up_front(trained_tone_model, tone_setup, tmp_path, capsys):
+    """A CTC model has no refinement decoder: a clear error before anything is decoded or written."""
+    good, _, _ = _good_and_bad_files(tmp_path)
+    assert transcribe.main(["--model", str(trained_tone_model), "--method", "refine", str(good[0])]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "CTCModel cannot decode with --method refine; valid: greedy, beam" in err
+    rc = decode.main(["--model", str(trained_tone_model), "--data", str(tone_setup["train"]), "--out-dir",
+                      str(tmp_path / "dec"), "--method", "refine"])
+    assert rc == 2 and not (tmp_path / "dec").exists()

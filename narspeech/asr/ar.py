@@ -65,6 +65,7 @@ class AttentionModel(ASRModel):
     """Encoder + CTC head + causal Transformer decoder (see the module docstring)."""
 
     Config = ARConfig
+    methods = DECODE_METHODS
 
     def __init__(
         self,
@@ -307,8 +308,6 @@ def _check_options(opts: ASRDecodeOptions) -> None:
         raise ValueError(f"ctc_weight must be in [0, 1], got {opts.ctc_weight}")
     if not opts.max_len_ratio > 0:
         raise ValueError(f"max_len_ratio must be > 0, got {opts.max_len_ratio}")
-
-
 
 
 def decoder_io(tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

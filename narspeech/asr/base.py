@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -34,6 +35,8 @@ class ASRDecodeOptions:
 class ASRModel(Model):
     """Speech -> token ids. ``batch`` holds ``feats`` (B, T, D) raw fbank, ``feat_lens`` (B,), and for training
     ``tokens`` (B, L) padded with -1 and ``token_lens`` (B,)."""
+
+    methods: ClassVar[tuple[str, ...]]  # the ``ASRDecodeOptions.method`` values ``infer`` accepts
 
     @abc.abstractmethod
     def infer(self, feats: torch.Tensor, feat_lens: torch.Tensor, opts: ASRDecodeOptions) -> list[list[int]]:

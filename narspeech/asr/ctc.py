@@ -48,6 +48,7 @@ class CTCModel(ASRModel):
     """Encoder + linear CTC head; optionally Intermediate CTC and self-conditioning (see the module docstring)."""
 
     Config = CTCModelConfig
+    methods = ("greedy", "beam")
 
     def __init__(
         self,
@@ -140,7 +141,7 @@ class CTCModel(ASRModel):
                 list(ctc_prefix_beam_search(lp[: int(n)], opts.beam_size, BLANK_ID)[0].tokens)
                 for lp, n in zip(log_probs, lens)
             ]
-        raise ValueError(f"unknown CTC decoding method {opts.method!r}; valid: greedy, beam")
+        raise ValueError(f"unknown CTC decoding method {opts.method!r}; valid: {', '.join(self.methods)}")
 
 
 def ctc_loss(log_probs: torch.Tensor, lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,7 @@ class ImputerModel(ASRModel):
     """Encoder + alignment embedding (added at the encoder hook ``i = 0``) + per-frame head (see the module docstring)."""
 
     Config = ImputerConfig
+    methods = ("greedy", "refine")
 
     def __init__(
         self,
@@ -253,4 +254,4 @@ class ImputerModel(ASRModel):
 
             state = block_decode(frame_log_probs, lens, h0.size(1), opts.iterations, MASK_ID)
             return ctc_collapse(state.tokens, lens, BLANK_ID)
-        raise ValueError(f"unknown Imputer decoding method {opts.method!r}; valid: greedy, refine")
+        raise ValueError(f"unknown Imputer decoding method {opts.method!r}; valid: {', '.join(self.methods)}")

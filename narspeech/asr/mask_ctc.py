@@ -64,6 +64,7 @@ class MaskCTCModel(ASRModel):
     """Encoder + CTC head + non-causal decoder (+ span-length classifier); see the module docstring."""
 
     Config = MaskCTCConfig
+    methods = METHODS
 
     def __init__(
         self,

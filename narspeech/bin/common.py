@@ -28,3 +28,11 @@ def decode_options(args: argparse.Namespace):
 
     return ASRDecodeOptions(method=args.method, beam_size=args.beam_size, iterations=args.iterations,
                             threshold=args.threshold, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
+
+
+def unsupported_method(model, opts, prog: str) -> str | None:
+    """An error line when ``model`` cannot decode with ``opts.method`` (checked before any file is touched)."""
+    methods = getattr(model, "methods", ())
+    if opts.method not in methods:
+        return f"{prog}: {type(model).__name__} cannot decode with --method {opts.method}; valid: {', '.join(methods)}"
+    return None

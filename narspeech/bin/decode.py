@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from narspeech.bin.common import add_decode_args, decode_options
+from narspeech.bin.common import add_decode_args, decode_options, unsupported_method
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
 
     model, tok, _ = load_model(args.model, args.device)
     opts = decode_options(args)
+    err = unsupported_method(model, opts, "narspeech decode")
+    if err:
+        print(err, file=sys.stderr)
+        return 2
     failed_total = 0
     for d in args.data:
         utts = read_data_dir(d, require_text=False)

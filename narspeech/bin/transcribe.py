@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from narspeech.bin.common import add_decode_args, decode_options
+from narspeech.bin.common import add_decode_args, decode_options, unsupported_method
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         utts = [Utterance(Path(f).stem, f, None, Path(f).stem) for f in args.files]
     opts = decode_options(args)
+    err = unsupported_method(model, opts, "narspeech transcribe")
+    if err:
+        print(err, file=sys.stderr)
+        return 2
     out = sys.stdout
     tmp = None
     if args.output:
