@@ -16,6 +16,20 @@ length) and insertion-simulated (masks inserted between tokens, target 0); loss 
 run of masks into one mask, predict its length, expand it to that many masks (0 deletes it, more inserts), then
 fill the most confident masks as above. Each iteration costs two decoder passes.
 
+Token-level acoustic embeddings (``acoustic_embedding``; an option beyond both Mask-CTC papers, the idea taken from
+CASS-NAT, Fan et al., 2021, arXiv:2010.14725, and Align-Refine, Chi et al., 2021, arXiv:2010.14233): a masked LM
+that must find by cross-attention alone where in the audio a masked token lies learns slowly (measured on the mini
+recipe: refine far worse than CTC greedy after a 6-minute budget). So every decoder input position also gets a
+projection (Linear d -> d) of the mean encoder state over the frames aligned to it, added to its token embedding.
+The frames of a token: in training, its frames in the CTC forced alignment of the reference under the model's own
+(detached) CTC posteriors (an even split of the frames where no alignment exists); in decoding, its run of frames
+in the CTC best path, kept when the token is masked. Blank frames belong to no token. With length prediction a
+merged mask carries the mean over all frames of its run, the masks it expands to inherit it, and the masks
+inserted in training (no frames) get a zero vector. Per position the model carries frame sums and counts
+(``acoustic`` (B, L, d + 1): sums, then the count), so that merging runs is a sum and the mean stays exact.
+Measured on the tone corpus of the tests: "refine" first reaches CER 0 after 18 epochs with the option, 117
+without (CTC greedy: 18 and 20); its batch-1 decoder cost grows by a few percent (the pooling and one Linear).
+
 All decoding is batched with padding: rows with different lengths and mask counts share every decoder pass; the
 encoder runs once, and a batch without masks costs no decoder pass.
 """
@@ -24,6 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,9 +46,24 @@ from torch import nn
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
 from narspeech.asr.ctc import SpecAugConfig, ctc_loss
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
-from narspeech.nat.ctc import ctc_greedy, ctc_prefix_beam_search, ctc_tokens_with_confidence
-from narspeech.nat.length import IGNORE, PAD_ID, expand_masks, length_training_inputs, merge_mask_runs
-from narspeech.nat.refine import RefineState, fill_most_confident, refine, uniform_mask
+from narspeech.nat.ctc import (
+    ctc_forced_align,
+    ctc_greedy,
+    ctc_path_tokens,
+    ctc_prefix_beam_search,
+    ctc_tokens_with_frames,
+    pool_token_frames,
+)
+from narspeech.nat.length import (
+    IGNORE,
+    PAD_ID,
+    expand_masks,
+    gather_positions,
+    length_training_inputs,
+    merge_mask_runs,
+    sum_positions,
+)
+from narspeech.nat.refine import fill_most_confident, refine, uniform_mask
 from narspeech.nn.decoder import DecoderConfig, TransformerDecoder
 from narspeech.nn.encoder import Encoder, EncoderConfig
 from narspeech.nn.mask import make_pad_mask
@@ -44,6 +74,18 @@ from narspeech.train.loss import LossTerm, label_smoothing_kl
 # ids the decoder never sees as targets: never filled in, whatever an under-trained decoder scores them
 NEVER_PREDICTED = (BLANK_ID, MASK_ID, SOS_EOS_ID)
 METHODS = ("greedy", "beam", "refine")
+
+
+class MaskCTCState(NamedTuple):
+    """:class:`narspeech.nat.refine.RefineState` (what ``refine`` reads: ``masked``, ``passes``) plus the per-position
+    acoustic frame sums, which must follow the tokens when length prediction merges and expands masks."""
+
+    tokens: torch.Tensor  # (B, L) current ids; masked positions hold MASK_ID
+    lens: torch.Tensor  # (B,) valid positions
+    masked: torch.Tensor  # (B, L) bool, True where the position is still to be predicted (never at padding)
+    remaining: torch.Tensor  # (B,) passes left for this row
+    acoustic: torch.Tensor | None  # (B, L, d + 1) frame sums and, last, frame counts; None without the option
+    passes: int = 0  # decoder iterations done so far
 
 
 @dataclass
@@ -57,6 +99,7 @@ class MaskCTCConfig:
     length_prediction: bool = False  # Improved Mask-CTC: dynamic length prediction
     length_weight: float = 0.1  # weight of the length-prediction loss (added to the CTC/MLM mix)
     max_span_length: int = 50  # length classes 0..max_span_length (longer training spans are left out)
+    acoustic_embedding: bool = False  # add pooled encoder states of each token's frames to its decoder input
 
 
 @MODELS.register("mask_ctc")
@@ -78,6 +121,7 @@ class MaskCTCModel(ASRModel):
         length_prediction: bool = False,
         length_weight: float = 0.1,
         max_span_length: int = 50,
+        acoustic_embedding: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < ctc_weight < 1.0:
@@ -105,6 +149,13 @@ class MaskCTCModel(ASRModel):
         self.length_weight = length_weight
         self.max_span_length = max_span_length
         self.length_head = nn.Linear(encoder.d_model, max_span_length + 1) if length_prediction else None
+        self.acoustic_proj = nn.Linear(encoder.d_model, encoder.d_model) if acoustic_embedding else None
+        if self.acoustic_proj is not None:
+            # zero: the model starts as plain Mask-CTC, and the pooled vectors enter only as the projection learns
+            # them, by which time the CTC alignments they come from mean something (early forced alignments of
+            # near-uniform posteriors are arbitrary); Adam moves a zero weight as fast as a random one
+            nn.init.zeros_(self.acoustic_proj.weight)
+            nn.init.zeros_(self.acoustic_proj.bias)
         never = torch.zeros(vocab_size).index_fill_(0, torch.tensor(NEVER_PREDICTED), float("-inf"))
         self.register_buffer("never_predicted", never, persistent=False)  # added to the decoder's logits
 
@@ -124,6 +175,7 @@ class MaskCTCModel(ASRModel):
             cfg.length_prediction,
             cfg.length_weight,
             cfg.max_span_length,
+            cfg.acoustic_embedding,
         )
 
     # ------------------------------------------------------------------------------------------------ training
@@ -139,22 +191,70 @@ class MaskCTCModel(ASRModel):
         h, h_lens = self.encode(batch["feats"], batch["feat_lens"])
         tokens, token_lens = batch["tokens"], batch["token_lens"]
         B = tokens.size(0)
-        terms = {"ctc": LossTerm(ctc_loss(self.ctc_head(h).log_softmax(-1), h_lens, tokens, token_lens), self.ctc_weight)}
+        log_probs = self.ctc_head(h).log_softmax(-1)
+        terms = {"ctc": LossTerm(ctc_loss(log_probs, h_lens, tokens, token_lens), self.ctc_weight)}
 
         target = tokens.clamp_min(PAD_ID)  # -1 padding -> a valid id; padding is never masked
+        acoustic = None
+        if self.acoustic_proj is not None:
+            frame_token = self.reference_frame_tokens(log_probs.detach(), h_lens, tokens, token_lens)
+            acoustic = self._pool(h, frame_token, tokens.size(1))
         inp, masked = uniform_mask(target, token_lens, MASK_ID)
-        logits = self.decoder(inp, token_lens.clamp_min(1), h, h_lens)
+        logits = self.decoder(inp, token_lens.clamp_min(1), h, h_lens, self._acoustic_inputs(acoustic))
         mlm = label_smoothing_kl(logits, target.masked_fill(~masked, IGNORE), self.lsm_weight)
         terms["mlm"] = LossTerm(mlm / B, 1.0 - self.ctc_weight)
 
         if self.length_head is not None:
-            inp, lens, tgt = length_training_inputs(target, token_lens, self.max_span_length)
-            states = self.decoder.states(inp, lens.clamp_min(1), torch.cat([h, h]), torch.cat([h_lens, h_lens]))
+            inp, lens, tgt, acoustic = length_training_inputs(target, token_lens, self.max_span_length, values=acoustic)
+            states = self.decoder.states(
+                inp, lens.clamp_min(1), torch.cat([h, h]), torch.cat([h_lens, h_lens]), self._acoustic_inputs(acoustic)
+            )
             lp = nn.functional.cross_entropy(
                 self.length_head(states).flatten(0, 1), tgt.flatten(), ignore_index=IGNORE, reduction="sum"
             )
             terms["length"] = LossTerm(lp / B, self.length_weight)
         return terms
+
+    def reference_frame_tokens(
+        self, log_probs: torch.Tensor, lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor
+    ) -> torch.Tensor:
+        """The reference token each frame is aligned to, by CTC forced alignment under ``log_probs``.
+
+        ``log_probs`` (B, T, V) CTC log-posteriors (no gradient needed), ``lens`` (B,) valid frames, ``tokens``
+        (B, L) references padded with -1, ``token_lens`` (B,) -> (B, T) index into the reference, -1 at blank
+        frames and padding. A reference with more tokens (+ repeats) than frames has no CTC alignment: its frames
+        are split evenly among its tokens instead (frame t -> token floor(t * L / T)).
+        """
+        B, T = log_probs.shape[:2]
+        path = torch.full((B, T), BLANK_ID, dtype=torch.long, device=log_probs.device)
+        unaligned = torch.zeros(B, dtype=torch.bool, device=log_probs.device)
+        # torchaudio's forced alignment takes one utterance at a time: a loop over the batch, not over time
+        for b, (n, m) in enumerate(zip(lens.tolist(), token_lens.tolist())):
+            if n == 0 or m == 0:
+                continue
+            try:
+                path[b, :n] = ctc_forced_align(log_probs[b, :n], tokens[b, :m], BLANK_ID)
+            except ValueError:
+                unaligned[b] = True
+        frame_token, _ = ctc_path_tokens(path, lens, BLANK_ID)
+        t = torch.arange(T, device=log_probs.device).unsqueeze(0)
+        even = torch.div(t * token_lens.unsqueeze(1), lens.clamp_min(1).unsqueeze(1), rounding_mode="floor")
+        even = even.masked_fill(t >= lens.unsqueeze(1), -1)
+        return torch.where(unaligned.unsqueeze(1), even, frame_token)
+
+    @staticmethod
+    def _pool(h: torch.Tensor, frame_token: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        """Frame sums and counts per token: ``h`` (B, T, d), ``frame_token`` (B, T) -> (B, L, d + 1)."""
+        sums, counts = pool_token_frames(h, frame_token, num_tokens)
+        return torch.cat([sums, counts.unsqueeze(-1).to(sums.dtype)], -1)
+
+    def _acoustic_inputs(self, acoustic: torch.Tensor | None) -> torch.Tensor | None:
+        """Decoder input vectors (B, L, d) from frame sums and counts (B, L, d + 1): the projected mean over each
+        position's frames (zeros in, bias out for positions without frames); None without the option."""
+        if acoustic is None:
+            return None
+        mean = acoustic[..., :-1] / acoustic[..., -1:].clamp_min(1.0)
+        return self.acoustic_proj(mean)
 
     # ------------------------------------------------------------------------------------------------ inference
 
@@ -177,9 +277,12 @@ class MaskCTCModel(ASRModel):
                 list(ctc_prefix_beam_search(lp[: int(n)], opts.beam_size, BLANK_ID)[0].tokens)
                 for lp, n in zip(log_probs, h_lens)
             ]
-        tokens, conf, lens = ctc_tokens_with_confidence(log_probs, h_lens, BLANK_ID)
+        tokens, conf, lens, frame_token = ctc_tokens_with_frames(log_probs, h_lens, BLANK_ID)
         masked = (conf < opts.threshold) & ~make_pad_mask(lens, tokens.size(1))
-        state = self.refine_tokens(tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens, opts.iterations)
+        acoustic = self._pool(h, frame_token, tokens.size(1)) if self.acoustic_proj is not None else None
+        state = self.refine_tokens(
+            tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens, opts.iterations, acoustic
+        )
         return [row[: int(n)].tolist() for row, n in zip(state.tokens, state.lens)]
 
     @torch.inference_mode()
@@ -191,21 +294,26 @@ class MaskCTCModel(ASRModel):
         memory: torch.Tensor,
         memory_lens: torch.Tensor,
         iterations: int,
-    ) -> RefineState:
+        acoustic: torch.Tensor | None = None,
+    ) -> MaskCTCState:
         """Iterative refinement of partly masked token sequences.
 
         ``tokens`` (B, L) ids with MASK_ID where ``masked`` (B, L) is True, ``lens`` (B,) valid tokens, ``memory``
-        (B, T', d) encoder output, ``memory_lens`` (B,) valid frames -> final state (no mask left in any row);
-        ``state.passes`` counts iterations (one decoder pass each; two with length prediction)."""
+        (B, T', d) encoder output, ``memory_lens`` (B,) valid frames, ``acoustic`` (B, L, d + 1) frame sums and
+        counts per position (exactly when the model has acoustic embeddings) -> final state (no mask left in any
+        row); ``state.passes`` counts iterations (one decoder pass each; two with length prediction)."""
+        if (acoustic is None) != (self.acoustic_proj is None):
+            raise ValueError("acoustic (frame sums per position) must be given exactly when acoustic_embedding is on")
         remaining = torch.full_like(lens, iterations)
-        state = RefineState(tokens, lens, masked, remaining)
+        state = MaskCTCState(tokens, lens, masked, remaining, acoustic)
         step = self._length_step if self.length_head is not None else self._fill_step
         return refine(state, partial(step, memory=memory, memory_lens=memory_lens), iterations)
 
-    def _fill_step(self, state: RefineState, memory: torch.Tensor, memory_lens: torch.Tensor) -> RefineState:
+    def _fill_step(self, state: MaskCTCState, memory: torch.Tensor, memory_lens: torch.Tensor) -> MaskCTCState:
         """One mask-predict pass: each row fills ceil(masks left / passes left) of its masks, the most confident
         first, so the masks are spread evenly over the passes and the last pass fills all that remain."""
-        logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens) + self.never_predicted
+        extra = self._acoustic_inputs(state.acoustic)
+        logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens, extra) + self.never_predicted
         conf, pred = logits.log_softmax(-1).max(-1)
         left = state.masked.sum(1)
         passes_left = state.remaining.clamp_min(1)
@@ -213,15 +321,18 @@ class MaskCTCModel(ASRModel):
         tokens, masked = fill_most_confident(state.tokens, state.masked, pred, conf, num)
         return state._replace(tokens=tokens, masked=masked, remaining=state.remaining - 1)
 
-    def _length_step(self, state: RefineState, memory: torch.Tensor, memory_lens: torch.Tensor) -> RefineState:
+    def _length_step(self, state: MaskCTCState, memory: torch.Tensor, memory_lens: torch.Tensor) -> MaskCTCState:
         """One Improved Mask-CTC iteration: merge each run of masks into one, predict how many tokens it stands
-        for, expand it to that many masks, then one mask-predict pass (skipped when every mask was deleted)."""
-        tokens, lens, masked, _ = merge_mask_runs(state.tokens, state.lens, state.masked)
-        states = self.decoder.states(tokens, lens.clamp_min(1), memory, memory_lens)
+        for, expand it to that many masks, then one mask-predict pass (skipped when every mask was deleted).
+        A merged mask's frames are those of its run; the masks it expands to share them."""
+        tokens, lens, masked, _, dest = merge_mask_runs(state.tokens, state.lens, state.masked)
+        acoustic = None if state.acoustic is None else sum_positions(state.acoustic, dest, tokens.size(1))
+        states = self.decoder.states(tokens, lens.clamp_min(1), memory, memory_lens, self._acoustic_inputs(acoustic))
         spans = self.length_head(states).argmax(-1)
         # CTC cannot emit more tokens than there are frames: a bound on what a poorly trained predictor inserts
-        tokens, lens, masked = expand_masks(tokens, lens, masked, spans, max_lens=memory_lens)
-        state = state._replace(tokens=tokens, lens=lens, masked=masked)
+        tokens, lens, masked, src = expand_masks(tokens, lens, masked, spans, max_lens=memory_lens)
+        acoustic = None if acoustic is None else gather_positions(acoustic, src)
+        state = state._replace(tokens=tokens, lens=lens, masked=masked, acoustic=acoustic)
         if not bool(masked.any()):
             return state._replace(remaining=state.remaining - 1)
         return self._fill_step(state, memory, memory_lens)

@@ -1,5 +1,6 @@
 """CTC utilities shared by the NAR models (Graves et al., 2006): batched greedy decoding, prefix beam search,
-forced alignment (for Imputer expert alignments and TTS aligners)."""
+forced alignment (for Imputer expert alignments and TTS aligners), the frames of each token of a path and their
+pooling (token-level acoustic embeddings of Mask-CTC)."""
 
 from __future__ import annotations
 
@@ -111,28 +112,64 @@ def ctc_forced_align(log_probs: torch.Tensor, tokens: torch.Tensor, blank: int =
     return labels[0]
 
 
+def ctc_path_tokens(path: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which token of its collapsed sequence each frame of CTC paths belongs to, without a loop over time.
+
+    ``path`` (B, T) frame labels incl. blanks (a best path or a forced alignment), ``lens`` (B,) valid frames
+    -> frame_token (B, T): the index of the token occurrence the frame is labelled with (a run of equal labels is
+    one occurrence), -1 at blanks and padding; counts (B,) tokens per row. E.g. [_, a, a, _, a, b, b] ->
+    [-1, 0, 0, -1, 1, 2, 2].
+    """
+    T = path.size(1)
+    in_token = (path != blank) & ~make_pad_mask(lens, T)
+    start = torch.ones_like(in_token)
+    start[:, 1:] = path[:, 1:] != path[:, :-1]
+    emit = start & in_token  # first frame of each token's run
+    idx = emit.long().cumsum(1) - 1
+    return torch.where(in_token, idx, torch.full_like(idx, -1)), emit.sum(1)
+
+
+def pool_token_frames(x: torch.Tensor, frame_token: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the frames of each token (one ``index_add`` over the flattened batch, no loop over frames).
+
+    ``x`` (B, T, d) frame vectors, ``frame_token`` (B, T) token index per frame (-1: no token), ``num_tokens`` L
+    -> sums (B, L, d), frame counts (B, L) (a mean is sums / counts; tokens without frames have 0 and 0).
+    """
+    B, T, d = x.shape
+    # frames of no token go to an overflow column per row that is dropped
+    slot = torch.where(frame_token >= 0, frame_token, torch.full_like(frame_token, num_tokens))
+    flat = (slot + (num_tokens + 1) * torch.arange(B, device=x.device).unsqueeze(1)).flatten()
+    sums = x.new_zeros(B * (num_tokens + 1), d).index_add_(0, flat, x.reshape(B * T, d))
+    counts = torch.zeros(B * (num_tokens + 1), dtype=torch.long, device=x.device).index_add_(
+        0, flat, torch.ones_like(flat)
+    )
+    return sums.view(B, num_tokens + 1, d)[:, :num_tokens], counts.view(B, num_tokens + 1)[:, :num_tokens]
+
+
+def ctc_tokens_with_frames(
+    log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CTC greedy tokens with a confidence per token: the highest best-path posterior over its run of frames (as in
+    the Mask-CTC paper and ESPnet), and the frames of each token, without a loop over time.
+
+    ``log_probs`` (B, T, V), ``lens`` (B,) valid frames -> tokens (B, L) padded with blank, confidences (B, L)
+    probabilities (0 at padding), token counts (B,), frame_token (B, T): the token each frame's run belongs to
+    (-1 at blank frames and padding; see :func:`ctc_path_tokens`). The tokens equal ``ctc_greedy``'s.
+    """
+    B = log_probs.size(0)
+    best_lp, best = log_probs.max(-1)
+    frame_token, counts = ctc_path_tokens(best, lens, blank)
+    L = int(counts.max()) if B else 0
+    # frames outside tokens go to an overflow column that is dropped; all frames of a run carry the same label
+    slot = torch.where(frame_token >= 0, frame_token, torch.full_like(frame_token, L))
+    tokens = best.new_full((B, L + 1), blank).scatter_(1, slot, best)
+    conf = best_lp.new_full((B, L + 1), float("-inf")).scatter_reduce(1, slot, best_lp, "amax")
+    return tokens[:, :L], conf[:, :L].exp(), counts, frame_token
+
+
 def ctc_tokens_with_confidence(
     log_probs: torch.Tensor, lens: torch.Tensor, blank: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CTC greedy tokens with a confidence per token: the highest best-path posterior over its run of frames (as in
-    the Mask-CTC paper and ESPnet), without a loop over time.
-
-    ``log_probs`` (B, T, V), ``lens`` (B,) valid frames -> tokens (B, L) padded with blank, confidences (B, L)
-    probabilities (-inf at padding), token counts (B,). The tokens equal ``ctc_greedy``'s.
-    """
-    B, T, _ = log_probs.shape
-    best_lp, best = log_probs.max(-1)
-    in_token = (best != blank) & ~make_pad_mask(lens, T)
-    start = torch.ones_like(in_token)
-    start[:, 1:] = best[:, 1:] != best[:, :-1]
-    emit = start & in_token  # first frame of each token's run
-    counts = emit.sum(1)
-    L = int(counts.max()) if B else 0
-    idx = emit.long().cumsum(1) - 1  # the token a frame belongs to (meaningful where in_token)
-    rows = torch.arange(B, device=best.device).unsqueeze(1).expand(B, T)
-    tokens = best.new_full((B, L), blank)
-    tokens[rows[emit], idx[emit]] = best[emit]
-    # frames outside tokens go to an overflow column that is dropped
-    slot = torch.where(in_token, idx, torch.full_like(idx, L))
-    conf = best_lp.new_full((B, L + 1), float("-inf")).scatter_reduce(1, slot, best_lp, "amax")
-    return tokens, conf[:, :L].exp(), counts
+    """:func:`ctc_tokens_with_frames` without the frame map -> tokens (B, L), confidences (B, L), counts (B,)."""
+    tokens, conf, counts, _ = ctc_tokens_with_frames(log_probs, lens, blank)
+    return tokens, conf, counts

@@ -1,6 +1,10 @@
 """Length machinery of the mask-predict decoders with dynamic length (Improved Mask-CTC, Higuchi et al., 2021,
 arXiv:2010.13270): merging runs of masks, expanding masks to predicted span lengths, inserting masks, and the
-length-prediction training inputs. Tensor ops over padded (B, L) batches; no loop over positions."""
+length-prediction training inputs. Tensor ops over padded (B, L) batches; no loop over positions.
+
+Each function that moves positions also returns an index map (old position -> new, or new -> old), so per-position
+vectors (e.g. Mask-CTC's acoustic embeddings, (B, L, d)) follow the tokens through :func:`sum_positions` and
+:func:`gather_positions`."""
 
 from __future__ import annotations
 
@@ -27,14 +31,35 @@ def _compact(keep: torch.Tensor, values: torch.Tensor, fill: int | bool) -> tupl
     return out, lens
 
 
+def gather_positions(values: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+    """Per-position values moved to new positions: ``values`` (B, L, *), ``src`` (B, L') the old position of each new
+    one (-1: none) -> (B, L', *), zeros where ``src`` is -1."""
+    B, L = values.shape[:2]
+    padded = torch.cat([values, values.new_zeros(B, 1, *values.shape[2:])], 1)  # column L: the zeros of -1
+    rows = torch.arange(B, device=values.device).unsqueeze(1)
+    return padded[rows, torch.where(src >= 0, src, torch.full_like(src, L))]
+
+
+def sum_positions(values: torch.Tensor, dest: torch.Tensor, width: int) -> torch.Tensor:
+    """Per-position values summed into new positions: ``values`` (B, L, *), ``dest`` (B, L) the new position of each
+    old one (-1: dropped) -> (B, width, *) (zeros where nothing lands)."""
+    B, L = dest.shape
+    slot = torch.where(dest >= 0, dest, torch.full_like(dest, width))  # dropped -> overflow column
+    slot = slot.view(B, L, *([1] * (values.dim() - 2))).expand_as(values)
+    out = values.new_zeros(B, width + 1, *values.shape[2:]).scatter_add_(1, slot, values)
+    return out[:, :width]
+
+
 def merge_mask_runs(
     tokens: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Merge every run of consecutive masked positions into one masked position.
 
-    ``tokens`` (B, L), ``lens`` (B,), ``masked`` (B, L) bool -> tokens (B, L'), lens (B,), masked (B, L'), and
+    ``tokens`` (B, L), ``lens`` (B,), ``masked`` (B, L) bool -> tokens (B, L'), lens (B,), masked (B, L'),
     ``spans`` (B, L'): how many original positions each position stands for (1 if unmasked, the run length if
-    masked, 0 at padding). E.g. [5, M, M, 8, M, 10] -> [5, M, 8, M, 10], spans [1, 2, 1, 1, 1].
+    masked, 0 at padding), and ``dest`` (B, L): the new position of each original one (-1 at padding; for
+    :func:`sum_positions`). E.g. [5, M, M, 8, M, 10] -> [5, M, 8, M, 10], spans [1, 2, 1, 1, 1],
+    dest [0, 1, 1, 2, 3, 4].
     """
     B, L = tokens.shape
     valid = ~make_pad_mask(lens, L)
@@ -47,7 +72,8 @@ def merge_mask_runs(
     group = keep.long().cumsum(1) - 1  # merged position of every original position
     slot = torch.where(valid, group, torch.full_like(group, width))  # padding -> overflow column
     spans = torch.zeros(B, width + 1, dtype=torch.long, device=tokens.device).scatter_add_(1, slot, valid.long())
-    return new_tokens, new_lens, new_masked, spans[:, :width]
+    dest = torch.where(valid, group, torch.full_like(group, -1))
+    return new_tokens, new_lens, new_masked, spans[:, :width], dest
 
 
 def expand_masks(
@@ -56,11 +82,13 @@ def expand_masks(
     masked: torch.Tensor,
     counts: torch.Tensor,
     max_lens: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace each masked position by ``counts`` masks (0 deletes it); unmasked tokens are kept once.
 
-    ``tokens``, ``masked``, ``counts`` (B, L), ``lens`` (B,) -> tokens (B, L'), lens (B,), masked (B, L').
-    E.g. [5, M, 8, M, 10] with counts 0 and 3 at the masks -> [5, 8, M, M, M, 10].
+    ``tokens``, ``masked``, ``counts`` (B, L), ``lens`` (B,) -> tokens (B, L'), lens (B,), masked (B, L'), and
+    ``src`` (B, L'): the input position each output position comes from (-1 at padding; for
+    :func:`gather_positions`: the masks of a span inherit its values).
+    E.g. [5, M, 8, M, 10] with counts 0 and 3 at the masks -> [5, 8, M, M, M, 10], src [0, 2, 3, 3, 3, 4].
     ``max_lens`` (B,): at most this many positions per row; masks beyond it are dropped, the last spans first
     (unmasked tokens are always kept).
     """
@@ -76,23 +104,27 @@ def expand_masks(
     width = int(new_lens.max()) if B else 0
     flat_tokens = tokens.flatten().repeat_interleave(reps)
     flat_masked = masked.flatten().repeat_interleave(reps)
+    flat_src = torch.arange(L, device=tokens.device).repeat(B).repeat_interleave(reps)
     rows = torch.arange(B, device=tokens.device).repeat_interleave(new_lens)
     starts = new_lens.cumsum(0) - new_lens
     pos = torch.arange(rows.numel(), device=tokens.device) - starts.repeat_interleave(new_lens)
     out_tokens = tokens.new_full((B, width), PAD_ID)
     out_masked = torch.zeros(B, width, dtype=torch.bool, device=tokens.device)
+    out_src = torch.full((B, width), -1, dtype=torch.long, device=tokens.device)
     out_tokens[rows, pos] = flat_tokens
     out_masked[rows, pos] = flat_masked
-    return out_tokens, new_lens, out_masked
+    out_src[rows, pos] = flat_src
+    return out_tokens, new_lens, out_masked, out_src
 
 
 def insert_masks(
     tokens: torch.Tensor, lens: torch.Tensor, mask_id: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Insertion-simulated input of Improved Mask-CTC: masks inserted into the L + 1 gaps of each row (both ends
     included, at most one per gap), their number uniform in 1..L + 1 (``uniform_mask`` over the gaps).
 
-    ``tokens`` (B, L), ``lens`` (B,) -> tokens (B, L'), lens (B,), masked (B, L') True at the inserted masks.
+    ``tokens`` (B, L), ``lens`` (B,) -> tokens (B, L'), lens (B,), masked (B, L') True at the inserted masks,
+    ``src`` (B, L') the input position of each kept token (-1 at inserted masks and padding).
     """
     B, L = tokens.shape
     _, gap_chosen = uniform_mask(tokens.new_zeros(B, L + 1), lens + 1, mask_id, generator)
@@ -102,36 +134,46 @@ def insert_masks(
     slot_tokens = torch.stack([torch.full_like(padded, mask_id), padded], 2).flatten(1)
     slot_keep = torch.stack([gap_chosen, valid], 2).flatten(1)
     slot_masked = torch.stack([torch.ones_like(valid), torch.zeros_like(valid)], 2).flatten(1)
+    positions = torch.arange(L + 1, device=tokens.device).expand(B, L + 1)
+    slot_src = torch.stack([torch.full_like(positions, -1), positions], 2).flatten(1)
     new_tokens, new_lens = _compact(slot_keep, slot_tokens, PAD_ID)
     new_masked, _ = _compact(slot_keep, slot_masked, False)
-    return new_tokens, new_lens, new_masked
+    new_src, _ = _compact(slot_keep, slot_src, -1)
+    return new_tokens, new_lens, new_masked, new_src
 
 
 def length_targets(
     tokens: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor, max_span_length: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Deletion-simulated example: merge each run of masks into one mask whose target is the run length.
 
     ``tokens`` (B, L) with MASK_ID where ``masked``, ``lens`` (B,) -> decoder input (B, L'), lens (B,), targets
     (B, L'): the run length at merged masks, IGNORE elsewhere and at runs longer than ``max_span_length`` (a
-    clamped target would teach that long spans are shorter than they are).
+    clamped target would teach that long spans are shorter than they are), and ``dest`` (B, L) as in
+    :func:`merge_mask_runs`.
     """
-    merged, new_lens, new_masked, spans = merge_mask_runs(tokens, lens, masked)
+    merged, new_lens, new_masked, spans, dest = merge_mask_runs(tokens, lens, masked)
     target = torch.where(new_masked & (spans <= max_span_length), spans, torch.full_like(spans, IGNORE))
-    return merged, new_lens, target
+    return merged, new_lens, target, dest
 
 
 def length_training_inputs(
-    target: torch.Tensor, lens: torch.Tensor, max_span_length: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    target: torch.Tensor,
+    lens: torch.Tensor,
+    max_span_length: int,
+    generator: torch.Generator | None = None,
+    values: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Both corrupted copies of the references for the length loss, stacked as 2B rows (deletion-simulated first).
 
-    ``target`` (B, L) reference ids (padding: any valid id), ``lens`` (B,) -> decoder input (2B, L'), lens (2B,),
-    length targets (2B, L') (IGNORE where there is no loss).
+    ``target`` (B, L) reference ids (padding: any valid id), ``lens`` (B,), optional ``values`` (B, L, *)
+    per-position vectors -> decoder input (2B, L'), lens (2B,), length targets (2B, L') (IGNORE where there is no
+    loss), and the values of the new positions (2B, L', *) (None without ``values``): summed over each merged run
+    in the deletion copy, zeros at the inserted masks of the insertion copy.
     """
     masked_in, masked = uniform_mask(target, lens, MASK_ID, generator)
-    del_in, del_lens, del_tgt = length_targets(masked_in, lens, masked, max_span_length)
-    ins_in, ins_lens, ins_masked = insert_masks(target, lens, MASK_ID, generator)
+    del_in, del_lens, del_tgt, del_dest = length_targets(masked_in, lens, masked, max_span_length)
+    ins_in, ins_lens, ins_masked, ins_src = insert_masks(target, lens, MASK_ID, generator)
     ins_tgt = torch.where(ins_masked, 0, IGNORE)
     width = max(del_in.size(1), ins_in.size(1))
 
@@ -140,4 +182,7 @@ def length_training_inputs(
 
     inp = torch.cat([pad(del_in, PAD_ID), pad(ins_in, PAD_ID)])
     tgt = torch.cat([pad(del_tgt, IGNORE), pad(ins_tgt, IGNORE)])
-    return inp, torch.cat([del_lens, ins_lens]), tgt
+    new_values = None
+    if values is not None:
+        new_values = torch.cat([sum_positions(values, del_dest, width), gather_positions(values, pad(ins_src, -1))])
+    return inp, torch.cat([del_lens, ins_lens]), tgt, new_values

@@ -128,14 +128,26 @@ class TransformerDecoder(nn.Module):
         return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)  # True = may not attend
 
     def forward(
-        self, tokens: torch.Tensor, token_lens: torch.Tensor, memory: torch.Tensor, memory_lens: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
+        memory: torch.Tensor,
+        memory_lens: torch.Tensor,
+        extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``tokens`` (B, L) ids (padding: any valid id), ``token_lens`` (B,) valid tokens, ``memory`` (B, T, d)
-        encoder output, ``memory_lens`` (B,) valid frames -> logits (B, L, V); padded positions are garbage."""
-        return self.out(self.states(tokens, token_lens, memory, memory_lens))
+        encoder output, ``memory_lens`` (B,) valid frames, ``extra`` (B, L, d) or None: vectors added to the input
+        embeddings (e.g. Mask-CTC's token-level acoustic embeddings) -> logits (B, L, V); padded positions are
+        garbage."""
+        return self.out(self.states(tokens, token_lens, memory, memory_lens, extra))
 
     def states(
-        self, tokens: torch.Tensor, token_lens: torch.Tensor, memory: torch.Tensor, memory_lens: torch.Tensor
+        self,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
+        memory: torch.Tensor,
+        memory_lens: torch.Tensor,
+        extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """As :meth:`forward`, before the output projection -> (B, L, d_model) (what extra heads such as Improved
         Mask-CTC's length classifier read)."""
@@ -145,7 +157,13 @@ class TransformerDecoder(nn.Module):
         self_pad = self_pad if self_pad.any() else None
         mem_pad = mem_pad if mem_pad.any() else None
         attn_mask = self._causal_mask(tokens.size(1), tokens.device) if self.causal else None
-        x = self.pos_enc(self.embed(tokens))
+        x = self.embed(tokens)
+        if extra is not None:
+            # ``extra`` counts as added after the sqrt(d) scaling: vectors at the scale of the encoder's (LayerNorm'd)
+            # output match the scaled embeddings and the positions, where scaled by sqrt(d) they would swamp the
+            # positions a masked LM needs to tell its masks apart. Dividing here keeps one dropout over the sum.
+            x = x + extra / self.pos_enc.xscale
+        x = self.pos_enc(x)
         for layer in self.layers:
             x = layer(x, memory, mem_pad, self_pad, attn_mask)
         return self.norm(x)
