@@ -14,7 +14,7 @@ import yaml
 from narspeech.asr.ar import ARConfig, AttentionModel, decoder_io
 from narspeech.train.loss import label_smoothing_kl
 from narspeech.asr.base import ASRDecodeOptions
-from narspeech.asr.ctc import ctc_loss
+from narspeech.nat.ctc import ctc_loss
 from narspeech.config import ConfigError, config_from_dict, load_config
 from narspeech.nat.ctc_prefix_score import CTCPrefixScorer
 from narspeech.text.tokenizer import SOS_EOS_ID

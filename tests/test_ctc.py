@@ -7,8 +7,8 @@ import itertools
 import torch
 
 from narspeech.asr.base import ASRDecodeOptions
-from narspeech.asr.ctc import CTCModel, CTCModelConfig, ctc_loss
-from narspeech.nat.ctc import ctc_collapse, ctc_forced_align, ctc_greedy, ctc_prefix_beam_search
+from narspeech.asr.ctc import CTCModel, CTCModelConfig
+from narspeech.nat.ctc import ctc_collapse, ctc_forced_align, ctc_greedy, ctc_loss, ctc_prefix_beam_search
 from narspeech.nn import Encoder, make_pad_mask
 
 

@@ -11,10 +11,9 @@ import torch
 import yaml
 
 from narspeech.asr.base import ASRDecodeOptions
-from narspeech.asr.ctc import ctc_loss
 from narspeech.asr.imputer import ImputerConfig, ImputerModel
 from narspeech.config import DataConfig, config_from_dict, load_config
-from narspeech.nat.ctc import ctc_collapse, ctc_forced_align
+from narspeech.nat.ctc import ctc_forced_align, ctc_loss
 from narspeech.nat.imputation import block_decode, block_mask, constrain_to_alignment, imputation_loss
 from narspeech.text.tokenizer import MASK_ID
 from narspeech.train.checkpoint import load_checkpoint, load_model

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, ctc_loss
+from narspeech.asr.ctc import SpecAugConfig, build_specaug
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
+from narspeech.nat.ctc import ctc_loss
 from narspeech.nat.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
 from narspeech.nn.decoder import DecoderConfig, TransformerDecoder
 from narspeech.nn.encoder import Encoder, EncoderConfig
@@ -97,16 +98,11 @@ class AttentionModel(ASRModel):
 
     @classmethod
     def from_config(cls, cfg: ARConfig, vocab_size: int) -> "AttentionModel":
-        s, d = cfg.specaug, cfg.decoder
-        if d.num_layers < 1:
-            raise ValueError(f"decoder.num_layers must be >= 1, got {d.num_layers}")
-        if d.num_heads < 1 or cfg.encoder.d_model % d.num_heads:
-            raise ValueError(f"decoder.num_heads {d.num_heads} must divide encoder.d_model {cfg.encoder.d_model}")
         return cls(
             vocab_size,
             Encoder.from_config(cfg.input_dim, cfg.encoder),
-            TransformerDecoder.from_config(vocab_size, cfg.encoder.d_model, d, causal=True),
-            SpecAugment(s.num_freq_masks, s.max_freq_width, s.num_time_masks, s.max_time_ratio),
+            TransformerDecoder.from_config(vocab_size, cfg.encoder.d_model, cfg.decoder, causal=True),
+            build_specaug(cfg.specaug),
             cfg.input_dim,
             cfg.ctc_weight,
             cfg.lsm_weight,

@@ -18,7 +18,7 @@ from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
-from narspeech.nat.ctc import ctc_greedy, ctc_prefix_beam_search
+from narspeech.nat.ctc import ctc_greedy, ctc_loss, ctc_prefix_beam_search
 from narspeech.nn.encoder import Encoder, EncoderConfig
 from narspeech.registry import MODELS
 from narspeech.text.tokenizer import BLANK_ID
@@ -31,6 +31,10 @@ class SpecAugConfig:
     max_freq_width: int = 27
     num_time_masks: int = 2
     max_time_ratio: float = 0.05  # of each utterance's length
+
+
+def build_specaug(cfg: SpecAugConfig) -> SpecAugment:
+    return SpecAugment(cfg.num_freq_masks, cfg.max_freq_width, cfg.num_time_masks, cfg.max_time_ratio)
 
 
 @dataclass
@@ -81,11 +85,10 @@ class CTCModel(ASRModel):
 
     @classmethod
     def from_config(cls, cfg: CTCModelConfig, vocab_size: int) -> "CTCModel":
-        s = cfg.specaug
         return cls(
             vocab_size,
             Encoder.from_config(cfg.input_dim, cfg.encoder),
-            SpecAugment(s.num_freq_masks, s.max_freq_width, s.num_time_masks, s.max_time_ratio),
+            build_specaug(cfg.specaug),
             cfg.input_dim,
             cfg.interctc_layers,
             cfg.interctc_weight,
@@ -142,17 +145,3 @@ class CTCModel(ASRModel):
                 for lp, n in zip(log_probs, lens)
             ]
         raise ValueError(f"unknown CTC decoding method {opts.method!r}; valid: {', '.join(self.methods)}")
-
-
-def ctc_loss(log_probs: torch.Tensor, lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor) -> torch.Tensor:
-    """Mean over utterances of the per-utterance CTC loss (summed over its frames).
-
-    ``log_probs`` (B, T, V), ``lens`` (B,), ``tokens`` (B, L) padded with -1, ``token_lens`` (B,).
-    Utterances too short for their transcript give inf; ``zero_infinity`` keeps them from poisoning the batch.
-    """
-    targets = tokens.clamp_min(0)
-    loss = nn.functional.ctc_loss(
-        log_probs.transpose(0, 1).float(), targets, lens, token_lens,
-        blank=BLANK_ID, reduction="sum", zero_infinity=True,
-    )
-    return loss / log_probs.size(0)

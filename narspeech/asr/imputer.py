@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, ctc_loss
+from narspeech.asr.ctc import SpecAugConfig, build_specaug
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
-from narspeech.nat.ctc import ctc_collapse, ctc_forced_align
+from narspeech.nat.ctc import ctc_collapse, ctc_forced_align_batch, ctc_loss
 from narspeech.nat.imputation import block_decode, block_mask, imputation_loss
 from narspeech.nn.encoder import Encoder, EncoderConfig
 from narspeech.nn.mask import make_pad_mask
@@ -96,11 +96,10 @@ class ImputerModel(ASRModel):
 
     @classmethod
     def from_config(cls, cfg: ImputerConfig, vocab_size: int) -> "ImputerModel":
-        s = cfg.specaug
         return cls(
             vocab_size,
             Encoder.from_config(cfg.input_dim, cfg.encoder),
-            SpecAugment(s.num_freq_masks, s.max_freq_width, s.num_time_masks, s.max_time_ratio),
+            build_specaug(cfg.specaug),
             cfg.input_dim,
             cfg.teacher,
             cfg.block_size,
@@ -195,19 +194,8 @@ class ImputerModel(ASRModel):
         else:
             h, lens = self.encode(feats, feat_lens)  # clean features: SpecAugment only perturbs the trained pass
             log_probs = self.head(h).log_softmax(-1)
-        alignment = torch.full((feats.size(0), num_frames), BLANK_ID, dtype=torch.long, device=feats.device)
-        aligned = torch.zeros(feats.size(0), dtype=torch.bool, device=feats.device)
-        # torchaudio's forced alignment takes one utterance at a time: a loop over the batch, not over time
-        for b, (n, m) in enumerate(zip(lens.tolist(), token_lens.tolist())):
-            if n == 0:
-                continue
-            if m > 0:
-                try:
-                    alignment[b, :n] = ctc_forced_align(log_probs[b, :n], tokens[b, :m], BLANK_ID)
-                except ValueError:  # more tokens (+ repeats) than frames: leave this utterance unobserved
-                    continue
-            aligned[b] = True  # an empty transcript aligns to all blanks
-        return alignment, aligned
+        # an utterance that cannot be aligned (more tokens + repeats than frames) is left unobserved
+        return ctc_forced_align_batch(log_probs, lens, tokens, token_lens, BLANK_ID, num_frames)
 
     # ---- training -----------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:

@@ -44,10 +44,11 @@ import torch
 from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, ctc_loss
+from narspeech.asr.ctc import SpecAugConfig, build_specaug
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
 from narspeech.nat.ctc import (
-    ctc_forced_align,
+    ctc_loss,
+    ctc_forced_align_batch,
     ctc_greedy,
     ctc_path_tokens,
     ctc_prefix_beam_search,
@@ -134,8 +135,6 @@ class MaskCTCModel(ASRModel):
             raise ValueError(f"max_span_length must be >= 1, got {max_span_length}")
         if decoder.causal:
             raise ValueError("decoder must be non-causal (a conditional masked LM)")
-        if len(decoder.layers) < 1:
-            raise ValueError("decoder.num_layers must be >= 1")
         if vocab_size <= max(NEVER_PREDICTED):
             raise ValueError(f"vocab_size {vocab_size} leaves no room for tokens after the reserved ids")
         self.vocab_size = vocab_size
@@ -161,14 +160,11 @@ class MaskCTCModel(ASRModel):
 
     @classmethod
     def from_config(cls, cfg: MaskCTCConfig, vocab_size: int) -> "MaskCTCModel":
-        s, d = cfg.specaug, cfg.decoder
-        if d.num_heads < 1 or cfg.encoder.d_model % d.num_heads:
-            raise ValueError(f"decoder.num_heads ({d.num_heads}) must divide encoder.d_model ({cfg.encoder.d_model})")
         return cls(
             vocab_size,
             Encoder.from_config(cfg.input_dim, cfg.encoder),
-            SpecAugment(s.num_freq_masks, s.max_freq_width, s.num_time_masks, s.max_time_ratio),
-            TransformerDecoder.from_config(vocab_size, cfg.encoder.d_model, d, causal=False),
+            build_specaug(cfg.specaug),
+            TransformerDecoder.from_config(vocab_size, cfg.encoder.d_model, cfg.decoder, causal=False),
             cfg.input_dim,
             cfg.ctc_weight,
             cfg.lsm_weight,
@@ -225,22 +221,12 @@ class MaskCTCModel(ASRModel):
         frames and padding. A reference with more tokens (+ repeats) than frames has no CTC alignment: its frames
         are split evenly among its tokens instead (frame t -> token floor(t * L / T)).
         """
-        B, T = log_probs.shape[:2]
-        path = torch.full((B, T), BLANK_ID, dtype=torch.long, device=log_probs.device)
-        unaligned = torch.zeros(B, dtype=torch.bool, device=log_probs.device)
-        # torchaudio's forced alignment takes one utterance at a time: a loop over the batch, not over time
-        for b, (n, m) in enumerate(zip(lens.tolist(), token_lens.tolist())):
-            if n == 0 or m == 0:
-                continue
-            try:
-                path[b, :n] = ctc_forced_align(log_probs[b, :n], tokens[b, :m], BLANK_ID)
-            except ValueError:
-                unaligned[b] = True
+        path, aligned = ctc_forced_align_batch(log_probs, lens, tokens, token_lens, BLANK_ID)
         frame_token, _ = ctc_path_tokens(path, lens, BLANK_ID)
-        t = torch.arange(T, device=log_probs.device).unsqueeze(0)
+        t = torch.arange(log_probs.size(1), device=log_probs.device).unsqueeze(0)
         even = torch.div(t * token_lens.unsqueeze(1), lens.clamp_min(1).unsqueeze(1), rounding_mode="floor")
         even = even.masked_fill(t >= lens.unsqueeze(1), -1)
-        return torch.where(unaligned.unsqueeze(1), even, frame_token)
+        return torch.where(aligned.unsqueeze(1), frame_token, even)
 
     @staticmethod
     def _pool(h: torch.Tensor, frame_token: torch.Tensor, num_tokens: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 import torchaudio.functional as AF
 
 from narspeech.nn.mask import make_pad_mask
@@ -112,6 +113,32 @@ def ctc_forced_align(log_probs: torch.Tensor, tokens: torch.Tensor, blank: int =
     return labels[0]
 
 
+def ctc_forced_align_batch(
+    log_probs: torch.Tensor, lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor, blank: int = 0,
+    num_frames: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ctc_forced_align` of every utterance of a batch.
+
+    ``log_probs`` (B, T, V), ``lens`` (B,) valid frames, ``tokens`` (B, L) padded with -1, ``token_lens`` (B,)
+    -> frame labels (B, ``num_frames`` or T) (blank where there is no alignment and at padding), ``aligned`` (B,)
+    bool: False for utterances without frames or with more tokens (+ repeats) than frames; an empty transcript
+    aligns to all blanks. torchaudio aligns one utterance at a time: a loop over the batch, not over time.
+    """
+    B = log_probs.size(0)
+    paths = torch.full((B, num_frames or log_probs.size(1)), blank, dtype=torch.long, device=log_probs.device)
+    aligned = torch.zeros(B, dtype=torch.bool, device=log_probs.device)
+    for b, (n, m) in enumerate(zip(lens.tolist(), token_lens.tolist())):
+        if n == 0:
+            continue
+        if m > 0:
+            try:
+                paths[b, :n] = ctc_forced_align(log_probs[b, :n], tokens[b, :m], blank)
+            except ValueError:
+                continue
+        aligned[b] = True
+    return paths, aligned
+
+
 def ctc_path_tokens(path: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Which token of its collapsed sequence each frame of CTC paths belongs to, without a loop over time.
 
@@ -173,3 +200,19 @@ def ctc_tokens_with_confidence(
     """:func:`ctc_tokens_with_frames` without the frame map -> tokens (B, L), confidences (B, L), counts (B,)."""
     tokens, conf, counts, _ = ctc_tokens_with_frames(log_probs, lens, blank)
     return tokens, conf, counts
+
+
+def ctc_loss(
+    log_probs: torch.Tensor, lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor, blank: int = 0
+) -> torch.Tensor:
+    """Mean over utterances of the per-utterance CTC loss (summed over its frames).
+
+    ``log_probs`` (B, T, V), ``lens`` (B,), ``tokens`` (B, L) padded with -1, ``token_lens`` (B,).
+    Utterances too short for their transcript give inf; ``zero_infinity`` keeps them from poisoning the batch.
+    """
+    targets = tokens.clamp_min(0)
+    loss = nn.functional.ctc_loss(
+        log_probs.transpose(0, 1).float(), targets, lens, token_lens,
+        blank=blank, reduction="sum", zero_infinity=True,
+    )
+    return loss / log_probs.size(0)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from narspeech.nat.ctc import ctc_loss
 from narspeech.nat.refine import RefineState, fill_most_confident, refine
 from narspeech.nn.mask import make_pad_mask
 
@@ -51,21 +52,15 @@ def imputation_loss(
 ) -> torch.Tensor:
     """Imputer loss: mean over utterances of -log sum over the alignments of ``tokens`` that agree with ``alignment``
     at the ``observed`` frames of prod_t p(a_t | observed alignment, x) (summed over frames, like ``ctc_loss`` in
-    ``narspeech.asr.ctc``, which it equals when nothing is observed).
+    ``narspeech.nat.ctc``, which it equals when nothing is observed).
 
     ``log_probs`` (B, T, V) log posteriors, ``lens`` (B,) valid frames, ``tokens`` (B, L) padded with -1,
     ``token_lens`` (B,), ``alignment`` (B, T) frame symbols, ``observed`` (B, T) bool.
     Observed frames that no alignment of the reference agrees with make that utterance impossible: its infinite
     loss is zeroed (``zero_infinity``) instead of poisoning the batch.
     """
-    constrained = constrain_to_alignment(log_probs.float(), alignment, observed)
-    # The CTC forward over the constrained emissions; same reduction as narspeech.asr.ctc.ctc_loss, which this module
-    # cannot import (narspeech.asr imports the models, and the Imputer model imports this module).
-    loss = nn.functional.ctc_loss(
-        constrained.transpose(0, 1), tokens.clamp_min(0), lens, token_lens,
-        blank=blank, reduction="sum", zero_infinity=True,
-    )
-    return loss / log_probs.size(0)
+    # the CTC forward over the constrained emissions
+    return ctc_loss(constrain_to_alignment(log_probs.float(), alignment, observed), lens, tokens, token_lens, blank)
 
 
 def block_mask(

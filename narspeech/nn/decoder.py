@@ -109,6 +109,10 @@ class TransformerDecoder(nn.Module):
         causal: bool = False,
     ) -> None:
         super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"decoder.num_layers must be >= 1, got {num_layers}")
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"decoder.num_heads {num_heads} must divide d_model {d_model}")
         self.causal = causal
         self.embed = nn.Embedding(vocab_size, d_model)
         # embeddings are scaled by sqrt(d) before the positions are added: drawn N(0, 1/d) they then match the
