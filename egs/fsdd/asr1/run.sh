@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Connected-digit ASR on real voices: utterances of 2-7 Free Spoken Digit Dataset takes of one speaker, 16 kHz.
-# Split by take (0-4 test, 5-9 dev, rest train). Usage: ./run.sh [--stage N] [--stop_stage M] [--fsdd_dir DIR]
+# Split by take (0-4 test, 5-9 dev, rest train). Usage: ./run.sh [--stage N] [--stop_stage M] [--fsdd_dir DIR] [--family true]
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,10 +17,13 @@ exp=exp/conformer_ctc
 train_args=""             # extra dotted overrides, e.g. "train.max_minutes=40"
 decode_args=""
 test_sets="test"          # data dirs under data/ to decode (extra sets are added automatically)
+family=false              # stages 6-7: train every model of the NAR family, benchmark them against the AR baseline
+family_models="conformer_ctc sc_ctc mask_ctc mask_ctc_lp imputer ar"   # conf/<name>.yaml -> exp/<name>; conformer_ctc first (Imputer's teacher)
 bench_threads=1
 
 . ../../../tools/path.sh
 . ../../../tools/parse_options.sh
+. ../../../tools/family.sh
 
 fsdd_opt=()
 [ -n "$fsdd_dir" ] && fsdd_opt=(--fsdd-dir "$fsdd_dir")
@@ -64,6 +67,16 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     log "stage 5: benchmark on data/test ($bench_threads thread(s), batch 1 and full batch)"
     narspeech bench asr --model "$exp/model.pt" --data data/test --out-dir "$exp/bench" \
         --methods greedy,beam --threads "$bench_threads"
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && [ "$family" = true ]; then
+    log "stage 6: train and decode the family: $family_models"
+    train_family "$family_models" "$test_sets" "$train_args"
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ "$family" = true ]; then
+    log "stage 7: one benchmark of the whole family (1 thread; AR and NAR on the same inputs in one process)"
+    bench_family "$family_models" data/test exp/bench_family --threads 1
 fi
 
 log "done. model: $exp/model.pt"

@@ -2,7 +2,7 @@
 # Sentence-level synthetic ASR: LJ Speech transcript segments (5-12 words, real open-vocabulary English) spoken by 28
 # espeak-ng voices; a 3.6 M-parameter Conformer-CTC trained on 2 CPU cores in <= 20 minutes stays clearly imperfect,
 # which leaves the NAR refinements (Mask-CTC, Imputer, SC-CTC) something to fix.
-# Usage: ./run.sh [--stage N] [--stop_stage M] [--lj_text PATH] [--targets chars|phones] [--bench true]
+# Usage: ./run.sh [--stage N] [--stop_stage M] [--lj_text PATH] [--targets chars|phones] [--bench true] [--family true]
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,11 +21,14 @@ exp=exp/ctc
 train_args=""             # extra dotted overrides, e.g. "train.max_epochs=10 train.max_minutes=0"
 decode_args=""            # e.g. "--method beam --beam-size 10"
 test_sets="test"
+family=false              # stages 6-7: train every model of the NAR family, benchmark them against the AR baseline
+family_models="ctc sc_ctc mask_ctc mask_ctc_lp imputer ar"   # conf/<name>.yaml -> exp/<name>; ctc first (Imputer's teacher)
 bench=false               # stage 5: latency/quality benchmark (narspeech bench asr)
 bench_models=""           # models to benchmark together, e.g. "exp/ctc/model.pt exp/mask_ctc/model.pt"; default $exp
 
 . ../../../tools/path.sh
 . ../../../tools/parse_options.sh
+. ../../../tools/family.sh
 
 lj_opt=()
 [ -n "$lj_text" ] && lj_opt=(--lj-text "$lj_text")
@@ -65,6 +68,16 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ] && [ "$bench" = true ]; then
     log "stage 5: benchmark (1 thread, batch 1 and full batch), each model's default decoding modes"
     # shellcheck disable=SC2086
     narspeech bench asr --model ${bench_models:-$exp/model.pt} --data data/test --out-dir "$exp/bench" --threads 1
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && [ "$family" = true ]; then
+    log "stage 6: train and decode the family: $family_models"
+    train_family "$family_models" "$test_sets" "$train_args"
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ "$family" = true ]; then
+    log "stage 7: one benchmark of the whole family (1 thread; AR and NAR on the same inputs in one process)"
+    bench_family "$family_models" data/test exp/bench_family --threads 1
 fi
 
 log "done. model: $exp/model.pt"

@@ -22,6 +22,7 @@ bench_utts=0              # stage 8: benchmark the first N test utterances (0 = 
 
 . ../../../tools/path.sh
 . ../../../tools/parse_options.sh
+. ../../../tools/family.sh
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     log "stage 0: generate the corpus with espeak-ng (data/{train,dev,test}, audio in data/wav)"
@@ -68,22 +69,13 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && [ "$bench" = true ]; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && [ "$family" = true ]; then
-    for m in $family_models; do
-        log "stage 7: train conf/$m.yaml -> exp/$m (resumes; a finished run only re-exports), decode $test_sets"
-        # shellcheck disable=SC2086
-        narspeech train --config "conf/$m.yaml" --exp-dir "exp/$m" $train_args
-        for s in $test_sets; do
-            narspeech decode --model "exp/$m/model.pt" --data "data/$s" --out-dir "exp/$m/decode"
-        done
-    done
+    log "stage 7: train and decode the family: $family_models"
+    train_family "$family_models" "$test_sets" "$train_args"
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ] && [ "$family" = true ]; then
     log "stage 8: one benchmark of the whole family (1 thread; AR and NAR on the same inputs in one process)"
-    models=""
-    for m in $family_models; do models="$models exp/$m/model.pt"; done
-    # shellcheck disable=SC2086
-    narspeech bench asr --model $models --data data/test --out-dir exp/bench_family --threads 1 --max-utts "$bench_utts"
+    bench_family "$family_models" data/test exp/bench_family --threads 1 --max-utts "$bench_utts"
 fi
 
 log "done. model: $exp/model.pt"
