@@ -1,6 +1,6 @@
 """CTC utilities shared by the NAR models (Graves et al., 2006): batched greedy decoding, prefix beam search,
-forced alignment (for Imputer expert alignments and TTS aligners), the frames of each token of a path and their
-pooling (token-level acoustic embeddings of Mask-CTC)."""
+forced alignment (for Imputer expert alignments and TTS aligners), the frames of each token of a path and the mean
+over frame intervals (token-level acoustic embeddings of Mask-CTC)."""
 
 from __future__ import annotations
 
@@ -156,21 +156,39 @@ def ctc_path_tokens(path: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> t
     return torch.where(in_token, idx, torch.full_like(idx, -1)), emit.sum(1)
 
 
-def pool_token_frames(x: torch.Tensor, frame_token: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum the frames of each token (one ``index_add`` over the flattened batch, no loop over frames).
+def token_spans(frame_token: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """The frame interval of each token of a path (its frames are one run, so an interval says it all).
 
-    ``x`` (B, T, d) frame vectors, ``frame_token`` (B, T) token index per frame (-1: no token), ``num_tokens`` L
-    -> sums (B, L, d), frame counts (B, L) (a mean is sums / counts; tokens without frames have 0 and 0).
+    ``frame_token`` (B, T) token index per frame (-1: none; see :func:`ctc_path_tokens`), ``num_tokens`` L
+    -> (B, L, 2) [first frame, last frame + 1); [0, 0) for tokens without frames.
     """
-    B, T, d = x.shape
-    # frames of no token go to an overflow column per row that is dropped
+    B, T = frame_token.shape
     slot = torch.where(frame_token >= 0, frame_token, torch.full_like(frame_token, num_tokens))
-    flat = (slot + (num_tokens + 1) * torch.arange(B, device=x.device).unsqueeze(1)).flatten()
-    sums = x.new_zeros(B * (num_tokens + 1), d).index_add_(0, flat, x.reshape(B * T, d))
-    counts = torch.zeros(B * (num_tokens + 1), dtype=torch.long, device=x.device).index_add_(
-        0, flat, torch.ones_like(flat)
-    )
-    return sums.view(B, num_tokens + 1, d)[:, :num_tokens], counts.view(B, num_tokens + 1)[:, :num_tokens]
+    t = torch.arange(T, device=frame_token.device).expand(B, T)
+    start = torch.full((B, num_tokens + 1), T, dtype=torch.long, device=frame_token.device).scatter_reduce(1, slot, t, "amin")
+    end = torch.zeros(B, num_tokens + 1, dtype=torch.long, device=frame_token.device).scatter_reduce(1, slot, t + 1, "amax")
+    spans = torch.stack([start, end], -1)[:, :num_tokens]
+    return torch.where(spans[..., 1:] > 0, spans, torch.zeros_like(spans))
+
+
+def frame_cumsum(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, T, d) -> (B, T + 1, d) float32 running sums from 0, so that any interval's sum is one subtraction
+    (:func:`span_means`)."""
+    return nn.functional.pad(x.float().cumsum(1), (0, 0, 1, 0))
+
+
+def span_means(cum: torch.Tensor, spans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean frame vector over each interval, without a loop over frames.
+
+    ``cum`` (B, T + 1, d) from :func:`frame_cumsum`, ``spans`` (B, L, 2) [start, end) -> means (B, L, d) (zeros
+    for empty intervals), frame counts (B, L).
+    """
+    idx = spans.clamp(0, cum.size(1) - 1)
+    d = cum.size(-1)
+    lo = cum.gather(1, idx[..., 0].unsqueeze(-1).expand(-1, -1, d))
+    hi = cum.gather(1, idx[..., 1].unsqueeze(-1).expand(-1, -1, d))
+    counts = (idx[..., 1] - idx[..., 0]).clamp_min(0)
+    return (hi - lo) / counts.clamp_min(1).unsqueeze(-1), counts
 
 
 def ctc_tokens_with_frames(

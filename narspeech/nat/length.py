@@ -3,8 +3,10 @@ arXiv:2010.13270): merging runs of masks, expanding masks to predicted span leng
 length-prediction training inputs. Tensor ops over padded (B, L) batches; no loop over positions.
 
 Each function that moves positions also returns an index map (old position -> new, or new -> old), so per-position
-vectors (e.g. Mask-CTC's acoustic embeddings, (B, L, d)) follow the tokens through :func:`sum_positions` and
-:func:`gather_positions`."""
+values follow the tokens (:func:`gather_positions`). Mask-CTC's acoustic embeddings are carried as frame intervals
+(``spans`` (B, L, 2): [start, end) encoder frames per position, ordered along each row): a masked position owns the
+audio between its unmasked neighbours (:func:`neighbour_spans`), merged runs take the union of theirs
+(:func:`merge_spans`) and the masks a span expands to split its interval evenly (:func:`split_spans`)."""
 
 from __future__ import annotations
 
@@ -40,14 +42,66 @@ def gather_positions(values: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     return padded[rows, torch.where(src >= 0, src, torch.full_like(src, L))]
 
 
-def sum_positions(values: torch.Tensor, dest: torch.Tensor, width: int) -> torch.Tensor:
-    """Per-position values summed into new positions: ``values`` (B, L, *), ``dest`` (B, L) the new position of each
-    old one (-1: dropped) -> (B, width, *) (zeros where nothing lands)."""
+def merge_spans(spans: torch.Tensor, dest: torch.Tensor, width: int) -> torch.Tensor:
+    """Frame intervals of merged positions, the union of the intervals merged into each: ``spans`` (B, L, 2)
+    [start, end), ``dest`` (B, L) the new position of each old one (-1: dropped; from :func:`merge_mask_runs`)
+    -> (B, width, 2) (empty [0, 0) where nothing lands)."""
     B, L = dest.shape
     slot = torch.where(dest >= 0, dest, torch.full_like(dest, width))  # dropped -> overflow column
-    slot = slot.view(B, L, *([1] * (values.dim() - 2))).expand_as(values)
-    out = values.new_zeros(B, width + 1, *values.shape[2:]).scatter_add_(1, slot, values)
-    return out[:, :width]
+    big = torch.iinfo(spans.dtype).max
+    start = spans.new_full((B, width + 1), big).scatter_reduce(1, slot, spans[..., 0], "amin")
+    end = spans.new_zeros(B, width + 1).scatter_reduce(1, slot, spans[..., 1], "amax")
+    out = torch.stack([start, end], -1)[:, :width]
+    return torch.where(out[..., :1] == big, torch.zeros_like(out), out)
+
+
+def neighbour_spans(
+    spans: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor, num_frames: torch.Tensor
+) -> torch.Tensor:
+    """Give every masked position the frames between its unmasked neighbours: [end of the previous unmasked
+    position (0 if none), start of the next one (``num_frames`` if none)).
+
+    A masked token may stand for fewer or more tokens than it shows (CTC drops letters it cannot hear, and the
+    frames of a deleted token are blank frames next to it), so its audio is the whole gap its confident neighbours
+    leave. ``spans`` (B, L, 2) ordered [start, end) intervals, ``lens`` (B,), ``masked`` (B, L) bool,
+    ``num_frames`` (B,) valid frames -> (B, L, 2); unmasked positions and padding keep theirs. A run of masks gets
+    one interval (each of them the whole gap); :func:`split_spans` shares it out.
+    """
+    B, L = masked.shape
+    kept = ~masked & ~make_pad_mask(lens, L)
+    ends = torch.where(kept, spans[..., 1], torch.zeros_like(spans[..., 1]))
+    prev_end = torch.cat([ends.new_zeros(B, 1), ends[:, :-1]], 1).cummax(1).values
+    total = num_frames.to(spans.dtype).unsqueeze(1).expand(B, L)
+    starts = torch.where(kept, spans[..., 0], total)
+    after = torch.cat([starts[:, 1:], total[:, :1]], 1)
+    next_start = after.flip(1).cummin(1).values.flip(1)
+    gap = torch.stack([prev_end, torch.maximum(prev_end, next_start)], -1)
+    return torch.where((masked & ~make_pad_mask(lens, L)).unsqueeze(-1), gap, spans)
+
+
+def split_spans(spans: torch.Tensor, group: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Share each group's interval evenly among its masked positions, in order.
+
+    ``spans`` (B, L, 2), ``group`` (B, L) a group id per position (the positions of a group are consecutive and
+    hold the same interval; e.g. the source position of expanded masks, or the run of a mask), ``masked`` (B, L)
+    -> (B, L, 2): the i-th of k masks of a group over [s, e) gets [s + i (e - s) // k, s + (i + 1) (e - s) // k);
+    unmasked positions keep theirs. E.g. one group of 3 masks over [4, 10) -> [4, 6), [6, 8), [8, 10).
+    """
+    B, L = group.shape
+    if L == 0:
+        return spans
+    new_group = torch.ones_like(masked)
+    new_group[:, 1:] = group[:, 1:] != group[:, :-1]
+    run = new_group.long().cumsum(1) - 1  # consecutive positions with one group id form one run
+    pos = torch.arange(L, device=group.device).expand(B, L)
+    first = torch.full_like(run, L).scatter_reduce(1, run, pos, "amin")
+    size = torch.zeros_like(run).scatter_add_(1, run, torch.ones_like(run))
+    i = pos - first.gather(1, run)
+    k = size.gather(1, run).clamp_min(1)
+    s, e = spans[..., 0], spans[..., 1]
+    width = (e - s).clamp_min(0)
+    new = torch.stack([s + torch.div(i * width, k, rounding_mode="floor"), s + torch.div((i + 1) * width, k, rounding_mode="floor")], -1)
+    return torch.where(masked.unsqueeze(-1), new, spans)
 
 
 def merge_mask_runs(
@@ -58,7 +112,7 @@ def merge_mask_runs(
     ``tokens`` (B, L), ``lens`` (B,), ``masked`` (B, L) bool -> tokens (B, L'), lens (B,), masked (B, L'),
     ``spans`` (B, L'): how many original positions each position stands for (1 if unmasked, the run length if
     masked, 0 at padding), and ``dest`` (B, L): the new position of each original one (-1 at padding; for
-    :func:`sum_positions`). E.g. [5, M, M, 8, M, 10] -> [5, M, 8, M, 10], spans [1, 2, 1, 1, 1],
+    :func:`merge_spans`). E.g. [5, M, M, 8, M, 10] -> [5, M, 8, M, 10], spans [1, 2, 1, 1, 1],
     dest [0, 1, 1, 2, 3, 4].
     """
     B, L = tokens.shape
@@ -162,14 +216,16 @@ def length_training_inputs(
     lens: torch.Tensor,
     max_span_length: int,
     generator: torch.Generator | None = None,
-    values: torch.Tensor | None = None,
+    spans: torch.Tensor | None = None,
+    num_frames: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Both corrupted copies of the references for the length loss, stacked as 2B rows (deletion-simulated first).
 
-    ``target`` (B, L) reference ids (padding: any valid id), ``lens`` (B,), optional ``values`` (B, L, *)
-    per-position vectors -> decoder input (2B, L'), lens (2B,), length targets (2B, L') (IGNORE where there is no
-    loss), and the values of the new positions (2B, L', *) (None without ``values``): summed over each merged run
-    in the deletion copy, zeros at the inserted masks of the insertion copy.
+    ``target`` (B, L) reference ids (padding: any valid id), ``lens`` (B,), optional ``spans`` (B, L, 2) each
+    reference token's frame interval and ``num_frames`` (B,) -> decoder input (2B, L'), lens (2B,), length targets
+    (2B, L') (IGNORE where there is no loss), and the frame intervals of the new positions (2B, L', 2) (None
+    without ``spans``): a merged mask of the deletion copy and an inserted mask of the insertion copy get the frames
+    between their unmasked neighbours (:func:`neighbour_spans`), as the masks of decoding do, tokens keep theirs.
     """
     masked_in, masked = uniform_mask(target, lens, MASK_ID, generator)
     del_in, del_lens, del_tgt, del_dest = length_targets(masked_in, lens, masked, max_span_length)
@@ -182,7 +238,11 @@ def length_training_inputs(
 
     inp = torch.cat([pad(del_in, PAD_ID), pad(ins_in, PAD_ID)])
     tgt = torch.cat([pad(del_tgt, IGNORE), pad(ins_tgt, IGNORE)])
-    new_values = None
-    if values is not None:
-        new_values = torch.cat([sum_positions(values, del_dest, width), gather_positions(values, pad(ins_src, -1))])
-    return inp, torch.cat([del_lens, ins_lens]), tgt, new_values
+    new_spans = None
+    if spans is not None:
+        if num_frames is None:
+            raise ValueError("num_frames is needed with spans")
+        del_spans = merge_spans(neighbour_spans(spans, lens, masked, num_frames), del_dest, width)
+        ins_spans = neighbour_spans(gather_positions(spans, pad(ins_src, -1)), ins_lens, pad(ins_masked, False), num_frames)
+        new_spans = torch.cat([del_spans, ins_spans])
+    return inp, torch.cat([del_lens, ins_lens]), tgt, new_spans
