@@ -19,13 +19,17 @@ def test_parse_mode_sets_method_and_width():
     assert parse_mode("beam", base).beam_size == 7
     r = parse_mode("refine5", base)
     assert (r.method, r.iterations, r.threshold) == ("refine", 5, 0.9)
-    for bad in ("greedy3", "beamx", "mask", ""):
+    r = parse_mode("refine10@0.5", base)  # a threshold of its own for this mode
+    assert (r.method, r.iterations, r.threshold) == ("refine", 10, 0.5)
+    assert parse_mode("refine@.99", base).threshold == 0.99 and parse_mode("refine@.99", base).iterations == 3
+    for bad in ("greedy3", "beamx", "mask", "", "beam10@0.5", "greedy@0.5", "refine10@1.5", "refine10@"):
         with pytest.raises(ValueError, match="bad decoding mode"):
             parse_mode(bad, base)
 
 
 def test_split_model_spec():
     assert split_model_spec("exp/ar/model.pt:beam1,beam10") == ("exp/ar/model.pt", ["beam1", "beam10"])
+    assert split_model_spec("exp/m/model.pt:refine10@0.9,greedy") == ("exp/m/model.pt", ["refine10@0.9", "greedy"])
     assert split_model_spec("exp/ar/model.pt") == ("exp/ar/model.pt", None)
     assert split_model_spec("C:/x/model.pt") == ("C:/x/model.pt", None)
 

@@ -146,8 +146,12 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    # one colour per system in both panels (20 distinct ones before they repeat)
+    names = list(dict.fromkeys([r.system for r in rows] + list(lengths)))
+    palette = plt.get_cmap("tab20")
+    colour = {n: palette(i % palette.N) for i, n in enumerate(names)}
     for r in rows:  # AR rows as squares, NAR as circles
-        a.scatter(r.lat_mean_ms, r.wer, s=40, marker="s" if r.model == "ar" else "o")
+        a.scatter(r.lat_mean_ms, r.wer, s=40, marker="s" if r.model == "ar" else "o", color=colour[r.system])
         a.annotate(f"{r.system} ({r.device})", (r.lat_mean_ms, r.wer), fontsize=8, xytext=(4, 4), textcoords="offset points")
     a.margins(x=0.25, y=0.2)  # room for the labels
     if len({r.lat_mean_ms > 0 for r in rows}) == 1 and max(r.lat_mean_ms for r in rows) > 10 * min(r.lat_mean_ms for r in rows):
@@ -159,7 +163,7 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
     for name, pts in lengths.items():
         if pts:
             xs, ys = zip(*pts)
-            b.scatter(xs, ys, s=8, label=name, alpha=0.6)
+            b.scatter(xs, ys, s=8, label=name, alpha=0.6, color=colour[name])
     b.set_xlabel("output length (tokens)")
     b.set_ylabel("latency, batch 1 (ms)")
     b.set_title("decode latency vs output length")
@@ -180,18 +184,27 @@ DEFAULT_MODES: dict[str, tuple[str, ...]] = {
 
 
 def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
-    """``greedy`` | ``beam<N>`` | ``refine<K>`` (a bare ``beam``/``refine`` keeps ``base``'s width/passes)."""
-    m = re.fullmatch(r"(greedy|beam|refine)(\d*)", mode)
+    """``greedy`` | ``beam<N>`` | ``refine<K>[@<threshold>]`` (a bare ``beam``/``refine`` keeps ``base``'s width/
+    passes; ``@0.9`` sets Mask-CTC's masking threshold for this mode, so thresholds tuned per model on a dev set
+    can be compared in one run)."""
+    m = re.fullmatch(r"(greedy|beam|refine)(\d*)(?:@(\d*\.?\d+))?", mode)
     if m is None:
-        raise ValueError(f"bad decoding mode {mode!r}; valid: greedy, beam<N>, refine<K>")
-    kind, n = m.group(1), m.group(2)
+        raise ValueError(f"bad decoding mode {mode!r}; valid: greedy, beam<N>, refine<K>[@<threshold>]")
+    kind, n, thr = m.groups()
+    if thr is not None and kind != "refine":
+        raise ValueError(f"bad decoding mode {mode!r}: only refine takes @<threshold>")
     if kind == "greedy":
         if n:
             raise ValueError(f"bad decoding mode {mode!r}: greedy takes no number")
         return replace(base, method="greedy")
     if kind == "beam":
         return replace(base, method="beam", beam_size=int(n) if n else base.beam_size)
-    return replace(base, method="refine", iterations=int(n) if n else base.iterations)
+    opts = replace(base, method="refine", iterations=int(n) if n else base.iterations)
+    if thr is not None:
+        if not 0.0 <= float(thr) <= 1.0:
+            raise ValueError(f"bad decoding mode {mode!r}: the threshold is a probability in [0, 1]")
+        opts = replace(opts, threshold=float(thr))
+    return opts
 
 
 def split_model_spec(spec: str) -> tuple[str, list[str] | None]:
@@ -206,7 +219,7 @@ def _mode_label(mode: str, opts: ASRDecodeOptions) -> str:
     if opts.method == "beam":
         return f"beam{opts.beam_size}"
     if opts.method == "refine":
-        return f"refine{opts.iterations}"
+        return f"refine{opts.iterations}" + (mode[mode.index("@"):] if "@" in mode else "")
     return mode
 
 
