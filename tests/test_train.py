@@ -71,6 +71,28 @@ def test_kill_and_resume_gives_same_weights(tone_setup, tmp_path):
         assert torch.equal(v, resumed["model"][k]), f"{k} differs after resume"
 
 
+def test_a_run_stopped_by_its_time_budget_only_re_exports_when_run_again(tone_setup, tmp_path):
+    """The budget counts wall-clock time over every run of the experiment (validation included): running the same
+    command again after a budget stop trains nothing and writes the same model; a larger budget continues."""
+    from narspeech.train.trainer import Trainer
+
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["train"].update(max_epochs=50, max_minutes=0.0005, keep_last=5, average_best=1)  # 30 ms: one epoch
+    exp = tmp_path / "budget"
+    out = Trainer(config_from_dict(cfg), exp).fit()
+    first = load_checkpoint(exp / "last.pt")
+    assert len(first["history"]) == 1 and first["history"][0]["elapsed"] >= first["history"][0]["seconds"]
+    model = load_checkpoint(out)["model"]
+    assert Trainer(config_from_dict(cfg), exp).fit() == out
+    again = load_checkpoint(exp / "last.pt")
+    assert again["step"] == first["step"] and len(again["history"]) == 1
+    assert all(torch.equal(v, load_checkpoint(out)["model"][k]) for k, v in model.items())
+    cfg["train"]["max_minutes"] = 60.0  # more budget: training goes on from where it stopped
+    cfg["train"]["max_epochs"] = 2
+    Trainer(config_from_dict(cfg), exp).fit()
+    assert len(load_checkpoint(exp / "last.pt")["history"]) == 2
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

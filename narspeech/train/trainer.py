@@ -268,10 +268,17 @@ class Trainer:
         valid_loader = self._loader(valid_ds, vsampler)
         log.info("%d train / %d valid utterances, %.2fM parameters, device %s, world size %d", len(train_ds),
                  len(valid_ds), sum(p.numel() for p in self.model.parameters()) / 1e6, self.device, self.dist.world_size)
-        start = time.monotonic() - sum(h.get("seconds", 0.0) for h in self.history)
+        # the time budget counts wall-clock time (validation included) over every run of this experiment, so that
+        # running a finished command again only re-exports (older checkpoints: the training seconds per epoch)
+        used = self.history[-1].get("elapsed", sum(h.get("seconds", 0.0) for h in self.history)) if self.history else 0.0
+        start = time.monotonic() - used
         accum = self.cfg.optim.accum_grad
         self.model.train()
-        while self.epoch <= t.max_epochs:
+        spent = t.max_minutes > 0 and self.batch_in_epoch == 0 and used / 60 >= t.max_minutes
+        if spent:
+            log.info("time budget of %.1f min already used (%.1f min over %d epochs): nothing left to train",
+                     t.max_minutes, used / 60, len(self.history))
+        while self.epoch <= t.max_epochs and not spent:
             train_ds.set_epoch(self.epoch)
             sampler.set_epoch(self.epoch, self.batch_in_epoch)
             epoch_start = time.monotonic()
@@ -306,7 +313,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats['loss']:.3f}")
                     if t.save_interval_steps and self.step % t.save_interval_steps == 0:
                         self._save_last()
-            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - epoch_start)
+            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - epoch_start, start)
             over_budget = t.max_minutes > 0 and (time.monotonic() - start) / 60 >= t.max_minutes
             if all_reduce_min(1.0 if over_budget else 0.0, self.dist, self.device) == 1.0 and self.epoch <= t.max_epochs:
                 log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, self.epoch - 1)
@@ -317,11 +324,14 @@ class Trainer:
             self.writer.close()
         return out
 
-    def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], seconds: float) -> None:
-        """Validate (rank 0), record the epoch, write ``epoch<N>.pt`` and ``last.pt``, prune old epochs."""
+    def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], seconds: float, start: float) -> None:
+        """Validate (rank 0), record the epoch, write ``epoch<N>.pt`` and ``last.pt``, prune old epochs.
+
+        ``seconds``: the epoch's training time; ``start``: the ``time.monotonic()`` the experiment's time budget
+        counts from (earlier runs included)."""
         if self.dist.is_main:
             metrics = self.validate(valid_loader)
-            entry = {"epoch": self.epoch, "step": self.step, "seconds": seconds,
+            entry = {"epoch": self.epoch, "step": self.step, "seconds": seconds, "elapsed": time.monotonic() - start,
                      **{f"train_{k}": v for k, v in train_stats.items()}, **metrics}
             log.info("epoch %d done: %s", self.epoch, " ".join(f"{k} {v:.4f}" for k, v in entry.items() if isinstance(v, float)))
             for k, v in metrics.items():
