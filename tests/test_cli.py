@@ -96,3 +96,22 @@ def test_decoding_method_the_model_lacks_is_refused_up_front(trained_tone_model,
     rc = decode.main(["--model", str(trained_tone_model), "--data", str(tone_setup["train"]), "--out-dir",
                       str(tmp_path / "dec"), "--method", "refine"])
     assert rc == 2 and not (tmp_path / "dec").exists()
+
+
+def test_mask_fraction_tool_counts_the_tokens_below_each_threshold(trained_tone_model, tone_setup):
+    """tools/mask_fraction.py: nothing is below 0, everything is below a threshold above 1, and the fractions grow
+    with the threshold; the trained tiny model is confident on its training data, so 0.5 masks little."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "mask_fraction.py"
+    out = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(tone_setup["train"]),
+                          "--thresholds", "0", "0.5", "0.999", "1.01"], capture_output=True, text=True, check=True).stdout
+    fractions = [float(f) for f in re.findall(r"threshold [\d.]+: ([\d.]+)% masked", out)]
+    assert len(fractions) == 4, out
+    assert fractions[0] == 0.0 and fractions[-1] == 100.0
+    assert fractions == sorted(fractions)
+    assert fractions[1] < 20.0, out
+    assert re.search(r": (\d+) CTC tokens", out) and int(re.search(r": (\d+) CTC tokens", out).group(1)) > 0

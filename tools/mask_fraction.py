@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""How many CTC tokens a Mask-CTC masking threshold selects on a data dir (for choosing ``--threshold``).
+
+A token's confidence is the one Mask-CTC decoding masks by: the highest best-path posterior over its frames.
+Usage: tools/mask_fraction.py MODEL.pt DATA_DIR [--thresholds 0.5 0.9 0.999]
+"""
+import argparse
+
+import torch
+
+from narspeech.audio.features import fbank
+from narspeech.audio.io import load_audio
+from narspeech.data.kaldi import read_data_dir
+from narspeech.nat.ctc import ctc_tokens_with_confidence
+from narspeech.train.checkpoint import load_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("data")
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.9, 0.99, 0.999])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model, _, _ = load_model(args.model)
+    model.eval()
+    if not hasattr(model, "ctc_head"):
+        raise SystemExit(f"{args.model}: not a CTC-headed model (no ctc_head)")
+    confs = []
+    with torch.inference_mode():
+        for u in read_data_dir(args.data):
+            start, end = (u.segment.start, u.segment.end) if u.segment else (0.0, -1.0)
+            feats = fbank(load_audio(u.audio, 16000, start, end), 16000).unsqueeze(0)
+            h, h_lens = model.encode(feats, torch.tensor([feats.size(1)]))
+            _, conf, lens = ctc_tokens_with_confidence(model.ctc_head(h).log_softmax(-1), h_lens)
+            confs.append(conf[0, : int(lens[0])])
+    c = torch.cat(confs)
+    print(f"{args.model} on {args.data}: {c.numel()} CTC tokens, median confidence {c.median():.4f}")
+    for t in args.thresholds:
+        print(f"  threshold {t}: {(c < t).float().mean():.1%} masked")
+
+
+if __name__ == "__main__":
+    main()
