@@ -48,10 +48,10 @@ M = MASK_ID
 VOCAB = 12
 
 
-def _tiny(length_prediction: bool = False, acoustic: bool = False, **kw) -> MaskCTCModel:
+def _tiny(length_prediction: bool = False, acoustic: bool = False, max_span_length: int = 3, **kw) -> MaskCTCModel:
     """With ``acoustic``, the (zero-initialized) acoustic projection is drawn at random, as a trained one would be,
     so that the acoustic embeddings change what the decoder predicts."""
-    cfg = MaskCTCConfig(length_prediction=length_prediction, max_span_length=3, acoustic_embedding=acoustic, **kw)
+    cfg = MaskCTCConfig(length_prediction=length_prediction, max_span_length=max_span_length, acoustic_embedding=acoustic, **kw)
     e = cfg.encoder
     e.block, e.d_model, e.num_heads, e.ffn_dim, e.num_layers, e.subsampling_channels, e.dropout = "conformer", 32, 2, 64, 2, 8, 0.0
     cfg.specaug.num_freq_masks = cfg.specaug.num_time_masks = 0
@@ -135,7 +135,12 @@ def test_threshold_zero_masks_nothing_and_refine_equals_greedy(length_prediction
 @pytest.mark.parametrize("acoustic", [False, True])
 @pytest.mark.parametrize("length_prediction", [False, True])
 def test_batched_refine_equals_per_utterance(length_prediction, acoustic):
-    model = _tiny(length_prediction, acoustic).eval()
+    # spans of up to 20: the untrained model masks (nearly) every token, and longer runs would keep their length
+    model = _tiny(length_prediction, acoustic, max_span_length=20).eval()
+    if length_prediction:  # a random length head (the zero-initialized one follows the duration prior: CTC's count)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            torch.nn.init.normal_(model.length_head.weight, 0.0, 1.0)
     batch = _batch()
     x, lens = batch["feats"], batch["feat_lens"]
     greedy = model.infer(x, lens, ASRDecodeOptions("greedy"))
@@ -148,7 +153,7 @@ def test_batched_refine_equals_per_utterance(length_prediction, acoustic):
         single = [model.infer(x[i : i + 1, : int(n)], lens[i : i + 1], opts)[0] for i, n in enumerate(lens)]
         assert batched == single
         assert batched != greedy  # the untrained model masks (nearly) everything: the decoder did the work
-        if length_prediction:  # the untrained length head inserts and deletes
+        if length_prediction:  # the random length head inserts and deletes
             assert [len(h) for h in batched] != [len(h) for h in greedy]
         if acoustic:  # the acoustic embeddings take part: without them (a zero projection) the result differs
             weight = model.acoustic_proj.weight.detach().clone()
@@ -191,7 +196,8 @@ def _force_span_length(model: MaskCTCModel, n: int) -> None:
 
 def test_length_prediction_deletes_and_expands_masked_spans():
     """With the length head forced to 0, every masked span is deleted (no token pass); forced to 2, every span of
-    masks becomes exactly two tokens and the confident CTC tokens stay in place (one iteration)."""
+    masks becomes exactly two tokens and the confident CTC tokens stay in place (one iteration). A run of more masks
+    than the head has classes for (max_span_length 3) keeps its length."""
     model = _tiny(length_prediction=True).eval()
     x, lens = _batch()["feats"], _batch()["feat_lens"]
     with torch.inference_mode():
@@ -201,25 +207,59 @@ def test_length_prediction_deletes_and_expands_masked_spans():
     masked = (conf < threshold) & ~make_pad_mask(n, tokens.size(1))
     assert masked.any() and (~masked & ~make_pad_mask(n, tokens.size(1))).any()
 
+    runs = [_mask_runs(masked[b, : n[b]].tolist()) for b in range(3)]
+    assert any(r <= 3 for rs in runs for r in rs) and any(r > 3 for rs in runs for r in rs)  # both kinds occur
+
     _force_span_length(model, 0)
-    with DecoderCalls(model) as calls:
-        hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=3, threshold=threshold))
-    assert len(calls.masks) == 1  # the length pass; no mask is left for a token pass
-    assert hyps == [tokens[b, : n[b]][~masked[b, : n[b]]].tolist() for b in range(3)]
+    hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold))
+    for b in range(3):  # short runs deleted; long runs kept and filled by the decoder
+        expected = _expected_after_length_pass(tokens[b, : n[b]].tolist(), masked[b, : n[b]].tolist(), 0, 3)
+        assert len(hyps[b]) == len(expected)
+        assert all(e is None or e == t for e, t in zip(expected, hyps[b]))
 
     _force_span_length(model, 2)
     hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold))
     for b in range(3):
-        expected: list[int | None] = []  # None: a position the decoder fills
-        prev_masked = False
-        for t, m in zip(tokens[b, : n[b]].tolist(), masked[b, : n[b]].tolist()):
-            if not m:
-                expected.append(t)
-            elif not prev_masked:
-                expected += [None, None]  # a run of masks, whatever its length, becomes two
-            prev_masked = m
+        expected = _expected_after_length_pass(tokens[b, : n[b]].tolist(), masked[b, : n[b]].tolist(), 2, 3)
         assert len(hyps[b]) == len(expected)
         assert all(e is None or e == t for e, t in zip(expected, hyps[b]))
+
+    # more iterations: the masks a pass leaves in a long run form shorter runs, which the next pass may delete
+    _force_span_length(model, 0)
+    hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=3, threshold=threshold))
+    for b in range(3):
+        kept = tokens[b, : n[b]][~masked[b, : n[b]]].tolist()
+        assert len(kept) <= len(hyps[b]) <= len(_expected_after_length_pass(tokens[b, : n[b]].tolist(), masked[b, : n[b]].tolist(), 0, 3))
+        if all(r <= 3 for r in runs[b]):  # only short runs: every mask deleted in the first pass
+            assert hyps[b] == kept
+
+
+def _mask_runs(masked: list[bool]) -> list[int]:
+    runs, k = [], 0
+    for m in masked + [False]:
+        if m:
+            k += 1
+        elif k:
+            runs.append(k)
+            k = 0
+    return runs
+
+
+def _expected_after_length_pass(tokens: list[int], masked: list[bool], length: int, max_span: int) -> list[int | None]:
+    """The row after one length pass with every prediction ``length``: None where the decoder fills a mask."""
+    out: list[int | None] = []
+    i = 0
+    while i < len(tokens):
+        if not masked[i]:
+            out.append(tokens[i])
+            i += 1
+            continue
+        j = i
+        while j < len(tokens) and masked[j]:
+            j += 1
+        out += [None] * (j - i if j - i > max_span else length)
+        i = j
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -381,13 +381,17 @@ class MaskCTCModel(ASRModel):
         self, state: MaskCTCState, memory: torch.Tensor, memory_lens: torch.Tensor, cum: "FrameSums | None"
     ) -> MaskCTCState:
         """One Improved Mask-CTC iteration: merge each run of masks into one, predict how many tokens it stands
-        for, expand it to that many masks, then one mask-predict pass (skipped when every mask was deleted).
-        A merged mask's frames are the gap between its unmasked neighbours; the masks it expands to share them out."""
+        for (a run longer than ``max_span_length`` keeps its length), expand it to that many masks, then one
+        mask-predict pass (skipped when every mask was deleted). A merged mask's frames are the gap between its
+        unmasked neighbours; the masks it expands to share them out."""
         spans = None if state.spans is None else neighbour_spans(state.spans, state.lens, state.masked, memory_lens)
-        tokens, lens, masked, _, dest = merge_mask_runs(state.tokens, state.lens, state.masked)
+        tokens, lens, masked, run_len, dest = merge_mask_runs(state.tokens, state.lens, state.masked)
         spans = None if spans is None else merge_spans(spans, dest, tokens.size(1))
         states = self.decoder.states(tokens, lens.clamp_min(1), memory, memory_lens, self._acoustic_inputs(cum, spans))
         counts = self._length_logits(states, spans, cum).argmax(-1)
+        # a run of more masks than the head has classes for (training leaves such spans out) keeps its length:
+        # predicting it would truncate it to max_span_length
+        counts = torch.where(run_len > self.max_span_length, run_len, counts)
         # CTC cannot emit more tokens than there are frames: a bound on what a poorly trained predictor inserts
         tokens, lens, masked, src = expand_masks(tokens, lens, masked, counts, max_lens=memory_lens)
         spans = None if spans is None else split_spans(gather_positions(spans, src), src, masked)
