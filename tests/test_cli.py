@@ -98,17 +98,30 @@ def test_decoding_method_the_model_lacks_is_refused_up_front(trained_tone_model,
     assert rc == 2 and not (tmp_path / "dec").exists()
 
 
-def test_mask_fraction_tool_counts_the_tokens_below_each_threshold(trained_tone_model, tone_setup):
+def test_mask_fraction_tool_counts_the_tokens_below_each_threshold(trained_tone_model, tone_setup, tmp_path):
     """tools/mask_fraction.py: nothing is below 0, everything is below a threshold above 1, and the fractions grow
-    with the threshold; the trained tiny model is confident on its training data, so 0.5 masks little."""
+    with the threshold; the trained tiny model is confident on its training data, so 0.5 masks little. An
+    unreadable utterance is reported by name and skipped."""
     import re
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
 
+    data = tmp_path / "data"
+    shutil.copytree(tone_setup["train"], data)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with open(data / "wav.scp", "a") as f:
+        f.write(f"zz_bad {tmp_path / 'bad.wav'}\n")
+    with open(data / "utt2spk", "a") as f:
+        f.write("zz_bad spk\n")
+    with open(data / "text", "a") as f:
+        f.write("zz_bad bad cab\n")
     tool = Path(__file__).resolve().parents[1] / "tools" / "mask_fraction.py"
-    out = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(tone_setup["train"]),
-                          "--thresholds", "0", "0.5", "0.999", "1.01"], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(data),
+                          "--thresholds", "0", "0.5", "0.999", "1.01"], capture_output=True, text=True, check=True)
+    out = run.stdout
+    assert "skipped utterance zz_bad" in run.stderr and "(1 skipped)" in out, (out, run.stderr)
     fractions = [float(f) for f in re.findall(r"threshold [\d.]+: ([\d.]+)% masked", out)]
     assert len(fractions) == 4, out
     assert fractions[0] == 0.0 and fractions[-1] == 100.0
