@@ -16,7 +16,6 @@ from narspeech.asr.mask_ctc import (
     MaskCTCConfig,
     MaskCTCModel,
 )
-from narspeech.asr.mask_ctc import masked_run_spans
 from narspeech.nat.ctc import (
     ctc_path_tokens,
     ctc_tokens_with_confidence,
@@ -31,6 +30,7 @@ from narspeech.nat.length import (
     insert_masks,
     length_targets,
     length_training_inputs,
+    masked_run_spans,
     merge_mask_runs,
     merge_spans,
     neighbour_spans,

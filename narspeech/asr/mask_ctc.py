@@ -62,6 +62,7 @@ from narspeech.nat.ctc import (
     ctc_tokens_with_frames,
     frame_cumsum,
     span_means,
+    span_sums,
     token_spans,
 )
 from narspeech.nat.length import (
@@ -70,6 +71,7 @@ from narspeech.nat.length import (
     expand_masks,
     gather_positions,
     length_training_inputs,
+    masked_run_spans,
     merge_mask_runs,
     merge_spans,
     neighbour_spans,
@@ -298,8 +300,7 @@ class MaskCTCModel(ASRModel):
         logits = self.length_head(states)
         if spans is None:
             return logits
-        idx = spans.clamp(0, sums.speech.size(1) - 1)
-        mass = (sums.speech.gather(1, idx[..., 1]) - sums.speech.gather(1, idx[..., 0])).clamp_min(0.0)
+        mass = span_sums(sums.speech.unsqueeze(-1), spans)[0].squeeze(-1).clamp_min(0.0)
         expected = (mass * sums.rate.unsqueeze(1)).unsqueeze(-1)  # (B, L, 1)
         k = torch.arange(logits.size(-1), device=logits.device, dtype=expected.dtype)
         beta = self.length_prior_log_beta.exp()
@@ -329,7 +330,9 @@ class MaskCTCModel(ASRModel):
         tokens, conf, lens, frame_token = ctc_tokens_with_frames(log_probs, h_lens, BLANK_ID)
         masked = (conf < opts.threshold) & ~make_pad_mask(lens, tokens.size(1))
         spans = token_spans(frame_token, tokens.size(1)) if self.acoustic_proj is not None else None
-        state = self.refine_tokens(tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens, opts.iterations, spans)
+        state = self.refine_tokens(
+            tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens, opts.iterations, spans, log_probs
+        )
         return [row[: int(n)].tolist() for row, n in zip(state.tokens, state.lens)]
 
     @torch.inference_mode()
@@ -342,21 +345,24 @@ class MaskCTCModel(ASRModel):
         memory_lens: torch.Tensor,
         iterations: int,
         spans: torch.Tensor | None = None,
+        log_probs: torch.Tensor | None = None,
     ) -> MaskCTCState:
         """Iterative refinement of partly masked token sequences.
 
         ``tokens`` (B, L) ids with MASK_ID where ``masked`` (B, L) is True, ``lens`` (B,) valid tokens, ``memory``
         (B, T', d) encoder output, ``memory_lens`` (B,) valid frames, ``spans`` (B, L, 2) the [start, end) frames
         of each position in ``memory`` (exactly when the model has acoustic embeddings; a masked CTC token's are
-        its run of frames) -> final state (no mask left in any row); ``state.passes`` counts iterations (one
-        decoder pass each; two with length prediction)."""
+        its run of frames), ``log_probs`` (B, T', V) the CTC log-posteriors of ``memory`` when the caller has them
+        (computed here otherwise) -> final state (no mask left in any row); ``state.passes`` counts iterations
+        (one decoder pass each; two with length prediction)."""
         if (spans is None) != (self.acoustic_proj is None):
             raise ValueError("spans (frames per position) must be given exactly when acoustic_embedding is on")
         remaining = torch.full_like(lens, iterations)
         state = MaskCTCState(tokens, lens, masked, remaining, spans)
         cum = None
         if spans is not None:
-            log_probs = self.ctc_head(memory).log_softmax(-1)
+            if log_probs is None:
+                log_probs = self.ctc_head(memory).log_softmax(-1)
             # the utterance's tokens for the duration prior: CTC's count (the reference's in training)
             _, ctc_count = ctc_path_tokens(log_probs.argmax(-1), memory_lens, BLANK_ID)
             cum = self._frame_sums(memory, log_probs, memory_lens, ctc_count)
@@ -408,12 +414,3 @@ class FrameSums(NamedTuple):
     speech: torch.Tensor  # (B, T + 1) of the CTC non-blank probability
     rate: torch.Tensor  # (B,) tokens per unit of speech mass in the utterance
 
-
-def masked_run_spans(spans: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
-    """Each run of masks shares out, evenly and in order, the frames between its unmasked neighbours.
-
-    ``spans`` (B, L, 2) token intervals, ``lens`` (B,), ``masked`` (B, L), ``num_frames`` (B,) -> (B, L, 2)."""
-    follows_mask = torch.zeros_like(masked)
-    follows_mask[:, 1:] = masked[:, :-1]
-    run = (~(masked & follows_mask)).long().cumsum(1)  # one id per unmasked token and per run of masks
-    return split_spans(neighbour_spans(spans, lens, masked, num_frames), run, masked)

@@ -173,22 +173,29 @@ def token_spans(frame_token: torch.Tensor, num_tokens: int) -> torch.Tensor:
 
 def frame_cumsum(x: torch.Tensor) -> torch.Tensor:
     """``x`` (B, T, d) -> (B, T + 1, d) float32 running sums from 0, so that any interval's sum is one subtraction
-    (:func:`span_means`)."""
+    (:func:`span_sums`)."""
     return nn.functional.pad(x.float().cumsum(1), (0, 0, 1, 0))
 
 
-def span_means(cum: torch.Tensor, spans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean frame vector over each interval, without a loop over frames.
+def span_sums(cum: torch.Tensor, spans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the frame vectors over each interval, without a loop over frames.
 
-    ``cum`` (B, T + 1, d) from :func:`frame_cumsum`, ``spans`` (B, L, 2) [start, end) -> means (B, L, d) (zeros
-    for empty intervals), frame counts (B, L).
+    ``cum`` (B, T + 1, d) running sums from :func:`frame_cumsum`, ``spans`` (B, L, 2) [start, end) -> sums (B, L, d)
+    (zeros for empty intervals), frame counts (B, L).
     """
     idx = spans.clamp(0, cum.size(1) - 1)
     d = cum.size(-1)
     lo = cum.gather(1, idx[..., 0].unsqueeze(-1).expand(-1, -1, d))
     hi = cum.gather(1, idx[..., 1].unsqueeze(-1).expand(-1, -1, d))
     counts = (idx[..., 1] - idx[..., 0]).clamp_min(0)
-    return (hi - lo) / counts.clamp_min(1).unsqueeze(-1), counts
+    return (hi - lo) * (counts > 0).unsqueeze(-1), counts
+
+
+def span_means(cum: torch.Tensor, spans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean frame vector over each interval: :func:`span_sums` / frame counts -> means (B, L, d) (zeros for empty
+    intervals), frame counts (B, L)."""
+    sums, counts = span_sums(cum, spans)
+    return sums / counts.clamp_min(1).unsqueeze(-1), counts
 
 
 def ctc_tokens_with_frames(

@@ -104,6 +104,22 @@ def split_spans(spans: torch.Tensor, group: torch.Tensor, masked: torch.Tensor) 
     return torch.where(masked.unsqueeze(-1), new, spans)
 
 
+def _continues_mask_run(masked: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: True at a mask that follows a mask (the positions a run of masks merges away)."""
+    follows_mask = torch.zeros_like(masked)
+    follows_mask[:, 1:] = masked[:, :-1]
+    return masked & follows_mask
+
+
+def masked_run_spans(spans: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
+    """Each run of masks shares out, evenly and in order, the frames between its unmasked neighbours (what the
+    masks of a merged-then-expanded span get in decoding).
+
+    ``spans`` (B, L, 2) token intervals, ``lens`` (B,), ``masked`` (B, L), ``num_frames`` (B,) -> (B, L, 2)."""
+    run = (~_continues_mask_run(masked)).long().cumsum(1)  # one id per unmasked token and per run of masks
+    return split_spans(neighbour_spans(spans, lens, masked, num_frames), run, masked)
+
+
 def merge_mask_runs(
     tokens: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -117,9 +133,7 @@ def merge_mask_runs(
     """
     B, L = tokens.shape
     valid = ~make_pad_mask(lens, L)
-    follows_mask = torch.zeros_like(masked)
-    follows_mask[:, 1:] = masked[:, :-1]
-    keep = valid & ~(masked & follows_mask)
+    keep = valid & ~_continues_mask_run(masked)
     new_tokens, new_lens = _compact(keep, tokens, PAD_ID)
     new_masked, _ = _compact(keep, masked, False)
     width = new_tokens.size(1)
