@@ -22,7 +22,11 @@ def test_parse_mode_sets_method_and_width():
     r = parse_mode("refine10@0.5", base)  # a threshold of its own for this mode
     assert (r.method, r.iterations, r.threshold) == ("refine", 10, 0.5)
     assert parse_mode("refine@.99", base).threshold == 0.99 and parse_mode("refine@.99", base).iterations == 3
-    for bad in ("greedy3", "beamx", "mask", "", "beam10@0.5", "greedy@0.5", "refine10@1.5", "refine10@"):
+    r = parse_mode("refine10@0.999+lp0.9", base)  # Improved Mask-CTC: length changes only at >= 0.9
+    assert (r.iterations, r.threshold, r.length_threshold) == (10, 0.999, 0.9)
+    assert parse_mode("refine+lp1", base).length_threshold == 1.0 and parse_mode("refine5", base).length_threshold == 0.0
+    for bad in ("greedy3", "beamx", "mask", "", "beam10@0.5", "greedy@0.5", "refine10@1.5", "refine10@",
+                "beam10+lp0.9", "refine10+lp2", "refine10+lp", "refine10+lp0.9@0.5"):
         with pytest.raises(ValueError, match="bad decoding mode"):
             parse_mode(bad, base)
 
@@ -30,6 +34,7 @@ def test_parse_mode_sets_method_and_width():
 def test_split_model_spec():
     assert split_model_spec("exp/ar/model.pt:beam1,beam10") == ("exp/ar/model.pt", ["beam1", "beam10"])
     assert split_model_spec("exp/m/model.pt:refine10@0.9,greedy") == ("exp/m/model.pt", ["refine10@0.9", "greedy"])
+    assert split_model_spec("exp/m/model.pt:refine10@0.999+lp0.9") == ("exp/m/model.pt", ["refine10@0.999+lp0.9"])
     assert split_model_spec("exp/ar/model.pt") == ("exp/ar/model.pt", None)
     assert split_model_spec("C:/x/model.pt") == ("C:/x/model.pt", None)
 

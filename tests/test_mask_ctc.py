@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from narspeech.nat.ctc import (
 )
 from narspeech.nat.length import (
     expand_masks,
+    expanded_spans,
     gather_positions,
     insert_masks,
     length_targets,
@@ -155,6 +157,9 @@ def test_batched_refine_equals_per_utterance(length_prediction, acoustic):
         assert batched != greedy  # the untrained model masks (nearly) everything: the decoder did the work
         if length_prediction:  # the random length head inserts and deletes
             assert [len(h) for h in batched] != [len(h) for h in greedy]
+            # unless it is never trusted: every run keeps CTC's count
+            kept = model.infer(x, lens, dataclasses.replace(opts, length_threshold=1.5))
+            assert [len(h) for h in kept] == [len(h) for h in greedy]
         if acoustic:  # the acoustic embeddings take part: without them (a zero projection) the result differs
             weight = model.acoustic_proj.weight.detach().clone()
             with torch.no_grad():
@@ -382,12 +387,50 @@ def test_span_helpers_by_hand():
         [[0, 4], [4, 6], [6, 8], [8, 10], [10, 11]],
         [[2, 2], [2, 3], [3, 5], [0, 0], [0, 0]],  # one frame for two masks: the first gets none
     ]
-    # MLM training inputs of the length-prediction model: each run of masks splits the gap around it
+    # MLM training inputs of the length-prediction model: a run of masks splits the gap around it (share_prob 1),
+    # or keeps its own frames (0)
     spans = torch.tensor([[[1, 3], [4, 5], [5, 8], [10, 12], [12, 13]]])
     masked = torch.tensor([[False, True, True, False, True]])
-    assert masked_run_spans(spans, torch.tensor([5]), masked, torch.tensor([16])).tolist() == [
-        [[1, 3], [3, 6], [6, 10], [10, 12], [12, 16]]
-    ]
+    shared = [[1, 3], [3, 6], [6, 10], [10, 12], [12, 16]]
+    assert masked_run_spans(spans, torch.tensor([5]), masked, torch.tensor([16])).tolist() == [shared]
+    assert masked_run_spans(spans, torch.tensor([5]), masked, torch.tensor([16]), share_prob=0.0).equal(spans)
+    # in between, each run is shared or kept as a whole, and both happen
+    g = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(40):
+        out = masked_run_spans(spans, torch.tensor([5]), masked, torch.tensor([16]), 0.5, g)[0].tolist()
+        first, second = out[1:3], out[4]
+        assert first in (shared[1:3], spans[0, 1:3].tolist()) and second in (shared[4], spans[0, 4].tolist())
+        assert out[0] == shared[0] and out[3] == shared[3]
+        seen.add((first == shared[1:3], second == shared[4]))
+    assert len(seen) == 4
+
+
+def test_expanded_spans_keep_a_kept_runs_frames():
+    """After merge + expansion, the masks of a run that came back with its length take back their own frames (a
+    CTC token's); those of a run whose length changed share the merged gap; rows are independent."""
+    M = MASK_ID
+    tokens = torch.tensor([[5, M, M, 8, M, 10], [M, 7, 9, 0, 0, 0]])
+    lens = torch.tensor([6, 3])
+    masked = (tokens == M) & ~make_pad_mask(lens, 6)
+    old = torch.tensor([[[0, 2], [2, 4], [4, 7], [9, 10], [10, 12], [13, 15]], [[1, 3], [3, 5], [5, 6], [0, 0], [0, 0], [0, 0]]])
+    frames = torch.tensor([16, 8])
+    merged, m_lens, m_masked, run_len, dest = merge_mask_runs(tokens, lens, masked)
+    gap = merge_spans(neighbour_spans(old, lens, masked, frames), dest, merged.size(1))
+    assert gap[0].tolist() == [[0, 2], [2, 9], [9, 10], [10, 13], [13, 15]] and gap[1, 0].tolist() == [0, 3]
+
+    def expand(counts):
+        _, _, new_masked, src = expand_masks(merged, m_lens, m_masked, torch.tensor(counts))
+        return expanded_spans(old, gap, dest, src, new_masked).tolist()
+
+    out = expand([[0, 2, 0, 1, 0], [1, 0, 0, 0, 0]])  # every run kept: the spans before the merge
+    assert out[0] == old[0].tolist() and out[1][:3] == old[1, :3].tolist()
+    out = expand([[0, 3, 0, 1, 0], [2, 0, 0, 0, 0]])  # first run of row 0 grows: it alone shares its gap
+    assert out[0] == [[0, 2], [2, 4], [4, 6], [6, 9], [9, 10], [10, 12], [13, 15]]
+    assert out[1][:4] == [[0, 1], [1, 3], [3, 5], [5, 6]]
+    out = expand([[0, 2, 0, 2, 0], [0, 0, 0, 0, 0]])  # the second run grows, the first keeps; row 1's mask deleted
+    assert out[0] == [[0, 2], [2, 4], [4, 7], [9, 10], [10, 11], [11, 13], [13, 15]]
+    assert out[1][:2] == [[3, 5], [5, 6]]
 
 
 def test_gather_positions_by_hand():
@@ -656,7 +699,8 @@ def test_improved_mask_ctc_learns_to_restore_deleted_and_inserted_tokens(tone_se
                     continue
                 row = ref[:start] + [M] + ref[start + k :]
                 row_spans = spans[b, : len(ref)].tolist()
-                row_spans = row_spans[:start] + [[0, 0]] + row_spans[start + k :]  # the mask's are derived anyway
+                # the mask's frames: those of the tokens it replaced (as CTC's token would have had them)
+                row_spans = row_spans[:start] + [[row_spans[start][0], row_spans[start + k - 1][1]]] + row_spans[start + k :]
                 failures += _restore(model, row, row_spans, h[b : b + 1], h_lens[b : b + 1], ref)
                 cases += 1
         for gap in [i for i, t in enumerate(ref) if t == space]:  # insertion: a mask before each word boundary

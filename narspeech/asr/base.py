@@ -27,6 +27,9 @@ class ASRDecodeOptions:
     beam_size: int = 10  # hypotheses kept by beam search
     iterations: int = 10  # Mask-CTC: K refinement iterations; Imputer: B block-decoding passes
     threshold: float = 0.999  # Mask-CTC: CTC tokens whose probability is below are masked and re-predicted
+    # Improved Mask-CTC: a masked span takes the predicted length only when the length head gives it at least this
+    # probability, else it keeps its length (0: always, as in the paper; above 1: never)
+    length_threshold: float = 0.0
     ctc_weight: float = 0.3  # AR beam search: weight of the CTC prefix score (0 = attention only)
     length_bonus: float = 0.0  # AR beam search: score added per emitted token
     max_len_ratio: float = 1.0  # AR search: at most this many tokens per encoder frame

@@ -184,15 +184,16 @@ DEFAULT_MODES: dict[str, tuple[str, ...]] = {
 
 
 def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
-    """``greedy`` | ``beam<N>`` | ``refine<K>[@<threshold>]`` (a bare ``beam``/``refine`` keeps ``base``'s width/
-    passes; ``@0.9`` sets Mask-CTC's masking threshold for this mode, so thresholds tuned per model on a dev set
-    can be compared in one run)."""
-    m = re.fullmatch(r"(greedy|beam|refine)(\d*)(?:@(\d*\.?\d+))?", mode)
+    """``greedy`` | ``beam<N>`` | ``refine<K>[@<threshold>][+lp<length threshold>]`` (a bare ``beam``/``refine``
+    keeps ``base``'s width/passes; ``@0.9`` sets Mask-CTC's masking threshold for this mode, so thresholds tuned per
+    model on a dev set can be compared in one run; ``+lp0.9`` sets Improved Mask-CTC's ``length_threshold``)."""
+    valid = "greedy, beam<N>, refine<K>[@<threshold>][+lp<length threshold>]"
+    m = re.fullmatch(r"(greedy|beam|refine)(\d*)(?:@(\d*\.?\d+))?(?:\+lp(\d*\.?\d+))?", mode)
     if m is None:
-        raise ValueError(f"bad decoding mode {mode!r}; valid: greedy, beam<N>, refine<K>[@<threshold>]")
-    kind, n, thr = m.groups()
-    if thr is not None and kind != "refine":
-        raise ValueError(f"bad decoding mode {mode!r}: only refine takes @<threshold>")
+        raise ValueError(f"bad decoding mode {mode!r}; valid: {valid}")
+    kind, n, thr, length_thr = m.groups()
+    if (thr is not None or length_thr is not None) and kind != "refine":
+        raise ValueError(f"bad decoding mode {mode!r}: only refine takes @<threshold> and +lp<length threshold>")
     if kind == "greedy":
         if n:
             raise ValueError(f"bad decoding mode {mode!r}: greedy takes no number")
@@ -204,6 +205,10 @@ def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
         if not 0.0 <= float(thr) <= 1.0:
             raise ValueError(f"bad decoding mode {mode!r}: the threshold is a probability in [0, 1]")
         opts = replace(opts, threshold=float(thr))
+    if length_thr is not None:
+        if not 0.0 <= float(length_thr) <= 1.0:
+            raise ValueError(f"bad decoding mode {mode!r}: the length threshold is a probability in [0, 1]")
+        opts = replace(opts, length_threshold=float(length_thr))
     return opts
 
 
@@ -219,7 +224,7 @@ def _mode_label(mode: str, opts: ASRDecodeOptions) -> str:
     if opts.method == "beam":
         return f"beam{opts.beam_size}"
     if opts.method == "refine":
-        return f"refine{opts.iterations}" + (mode[mode.index("@"):] if "@" in mode else "")
+        return f"refine{opts.iterations}" + re.sub(r"^refine\d*", "", mode)  # + its @threshold, +lp...
     return mode
 
 

@@ -1,6 +1,6 @@
 """``narspeech bench asr --model M.pt[:modes] [M2.pt ...] --data DIR --out-dir OUT [--threads 1]``
 
-Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>]``; e.g. ``exp/ctc/model.pt:greedy,beam10 exp/mask_ctc/model.pt:refine1,refine10
+Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>][+lp<length threshold>]``; e.g. ``exp/ctc/model.pt:greedy,beam10 exp/mask_ctc/model.pt:refine1,refine10
 exp/ar/model.pt:beam1,beam10``. Without modes each model gets its family's defaults (see narspeech.bench.asr).
 """
 
@@ -25,6 +25,8 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("--beam-size", type=int, default=d.beam_size, help="width of a bare 'beam' mode")
     a.add_argument("--iterations", type=int, default=d.iterations, help="passes of a bare 'refine' mode")
     a.add_argument("--threshold", type=float, default=d.threshold, help="Mask-CTC masking threshold")
+    a.add_argument("--length-threshold", type=float, default=d.length_threshold,
+                   help="Improved Mask-CTC: least length-head probability to change a span's length")
     a.add_argument("--ctc-weight", type=float, default=d.ctc_weight, help="AR beam: CTC prefix score weight")
     a.add_argument("--length-bonus", type=float, default=d.length_bonus, help="AR beam: score per token")
     a.add_argument("--ar-ref", default=None, help="system name of the AR reference row (default: widest AR beam)")
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.asr.base import ASRDecodeOptions
     from narspeech.bench.asr import bench_asr
 
-    base = ASRDecodeOptions(threshold=args.threshold, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
+    base = ASRDecodeOptions(threshold=args.threshold, length_threshold=args.length_threshold, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
                             iterations=args.iterations)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
     bench_asr(args.model, args.data, args.out_dir, methods, args.threads, args.batch_size, args.max_utts, args.beam_size,

@@ -6,7 +6,8 @@ Each function that moves positions also returns an index map (old position -> ne
 values follow the tokens (:func:`gather_positions`). Mask-CTC's acoustic embeddings are carried as frame intervals
 (``spans`` (B, L, 2): [start, end) encoder frames per position, ordered along each row): a masked position owns the
 audio between its unmasked neighbours (:func:`neighbour_spans`), merged runs take the union of theirs
-(:func:`merge_spans`) and the masks a span expands to split its interval evenly (:func:`split_spans`)."""
+(:func:`merge_spans`), and the masks a span expands to get back their own intervals when its length is kept, else
+split its interval evenly (:func:`expanded_spans`, :func:`split_spans`)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,18 @@ def neighbour_spans(
     return torch.where((masked & ~make_pad_mask(lens, L)).unsqueeze(-1), gap, spans)
 
 
+def _first_of_group(group: torch.Tensor, valid: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``group`` (B, L) a group id in 0..width-1 per valid position (consecutive positions share one), ``valid``
+    (B, L) -> (first position of each group (B, width + 1), size of each group (B, width + 1)); column ``width``
+    collects the invalid positions."""
+    B, L = group.shape
+    slot = torch.where(valid, group, torch.full_like(group, width))
+    pos = torch.arange(L, device=group.device).expand(B, L)
+    first = torch.full((B, width + 1), L, dtype=torch.long, device=group.device).scatter_reduce(1, slot, pos, "amin")
+    size = torch.zeros(B, width + 1, dtype=torch.long, device=group.device).scatter_add_(1, slot, valid.long())
+    return first, size
+
+
 def split_spans(spans: torch.Tensor, group: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     """Share each group's interval evenly among its masked positions, in order.
 
@@ -93,15 +106,39 @@ def split_spans(spans: torch.Tensor, group: torch.Tensor, masked: torch.Tensor) 
     new_group = torch.ones_like(masked)
     new_group[:, 1:] = group[:, 1:] != group[:, :-1]
     run = new_group.long().cumsum(1) - 1  # consecutive positions with one group id form one run
-    pos = torch.arange(L, device=group.device).expand(B, L)
-    first = torch.full_like(run, L).scatter_reduce(1, run, pos, "amin")
-    size = torch.zeros_like(run).scatter_add_(1, run, torch.ones_like(run))
-    i = pos - first.gather(1, run)
+    first, size = _first_of_group(run, torch.ones_like(masked), L)
+    i = torch.arange(L, device=group.device) - first.gather(1, run)
     k = size.gather(1, run).clamp_min(1)
     s, e = spans[..., 0], spans[..., 1]
     width = (e - s).clamp_min(0)
     new = torch.stack([s + torch.div(i * width, k, rounding_mode="floor"), s + torch.div((i + 1) * width, k, rounding_mode="floor")], -1)
     return torch.where(masked.unsqueeze(-1), new, spans)
+
+
+def expanded_spans(
+    old_spans: torch.Tensor, merged_spans: torch.Tensor, dest: torch.Tensor, src: torch.Tensor, masked: torch.Tensor
+) -> torch.Tensor:
+    """Frame intervals of the positions after a merge (:func:`merge_mask_runs`) and an expansion
+    (:func:`expand_masks`): a run of masks that expands back to as many masks as it had gives them back the
+    intervals they had before the merge, in order (a CTC token's own frames: the count CTC emitted is kept, so is
+    its alignment); the masks of a run whose length changed share its merged interval evenly
+    (:func:`split_spans`); unmasked positions keep theirs.
+
+    ``old_spans`` (B, L, 2) before the merge, ``merged_spans`` (B, W, 2) of the merged positions, ``dest`` (B, L)
+    the merged position of each old one (-1 at padding), ``src`` (B, L') the merged position of each new one (-1 at
+    padding), ``masked`` (B, L') -> (B, L', 2). E.g. old masks [2, 4), [4, 7) merged to [2, 9): expanded to two
+    masks -> [2, 4), [4, 7); to three -> [2, 4), [4, 6), [6, 9).
+    """
+    W = merged_spans.size(1)
+    shared = split_spans(gather_positions(merged_spans, src), src, masked)
+    old_first, old_size = _first_of_group(dest, dest >= 0, W)
+    new_first, new_size = _first_of_group(src, src >= 0, W)
+    slot = torch.where(src >= 0, src, torch.full_like(src, W))
+    same = new_size.gather(1, slot) == old_size.gather(1, slot)
+    pos = torch.arange(src.size(1), device=src.device).expand_as(src)
+    old_pos = (old_first.gather(1, slot) + pos - new_first.gather(1, slot)).clamp(0, old_spans.size(1) - 1)
+    restored = gather_positions(old_spans, torch.where(src >= 0, old_pos, torch.full_like(src, -1)))
+    return torch.where((masked & same & (src >= 0)).unsqueeze(-1), restored, shared)
 
 
 def _continues_mask_run(masked: torch.Tensor) -> torch.Tensor:
@@ -111,13 +148,25 @@ def _continues_mask_run(masked: torch.Tensor) -> torch.Tensor:
     return masked & follows_mask
 
 
-def masked_run_spans(spans: torch.Tensor, lens: torch.Tensor, masked: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
-    """Each run of masks shares out, evenly and in order, the frames between its unmasked neighbours (what the
-    masks of a merged-then-expanded span get in decoding).
+def masked_run_spans(
+    spans: torch.Tensor,
+    lens: torch.Tensor,
+    masked: torch.Tensor,
+    num_frames: torch.Tensor,
+    share_prob: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Each run of masks, with probability ``share_prob`` (drawn per run), shares out evenly and in order the
+    frames between its unmasked neighbours (what the masks of a span whose length changed get in decoding); the
+    masks of the other runs keep their own intervals (those of a span that kept its length, :func:`expanded_spans`).
 
     ``spans`` (B, L, 2) token intervals, ``lens`` (B,), ``masked`` (B, L), ``num_frames`` (B,) -> (B, L, 2)."""
+    B, L = masked.shape
     run = (~_continues_mask_run(masked)).long().cumsum(1)  # one id per unmasked token and per run of masks
-    return split_spans(neighbour_spans(spans, lens, masked, num_frames), run, masked)
+    shared = split_spans(neighbour_spans(spans, lens, masked, num_frames), run, masked)
+    draw = torch.rand(B, L + 1, generator=generator, device=masked.device)
+    share = (draw < share_prob).gather(1, run)  # one draw per run id (ids are 1..L)
+    return torch.where((masked & share).unsqueeze(-1), shared, spans)
 
 
 def merge_mask_runs(
