@@ -599,11 +599,12 @@ def test_recipe_configs_build_train_and_decode(conf):
 # of one run each: plain Mask-CTC 117 (stable from 128; CTC greedy is at CER 0 from epoch 20), with acoustic
 # embeddings 18 (the same epoch as CTC greedy, every token then masked at 0.999, and stable after). Each run
 # gets ~1.7x its measured need.
-@pytest.mark.parametrize("acoustic, epochs", [(False, 150), (True, 30)])
-def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, acoustic, epochs):
+@pytest.mark.parametrize("acoustic, length_prior, epochs", [(False, None, 150), (True, None, 30), (True, "ctc", 30)])
+def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, acoustic, length_prior, epochs):
     """Through the real Trainer on the tone corpus: the MLM loss falls more than 10x, and "refine" (K=10, threshold
     0.999, which masks some of the CTC tokens, so the decoder has work to do) transcribes every utterance; with
-    acoustic embeddings in a fifth of the epochs plain Mask-CTC needs."""
+    acoustic embeddings in a fifth of the epochs plain Mask-CTC needs; so does Improved Mask-CTC with the CTC-count
+    length prior (``length_prior``)."""
     from narspeech.asr.transcribe import transcribe_utterances
     from narspeech.audio.features import SAMPLE_RATE, fbank
     from narspeech.audio.io import load_audio
@@ -616,6 +617,8 @@ def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, aco
     cfg["model"]["name"] = "mask_ctc"
     cfg["model"]["conf"]["decoder"] = {"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0}
     cfg["model"]["conf"]["acoustic_embedding"] = acoustic
+    if length_prior is not None:
+        cfg["model"]["conf"].update(length_prediction=True, length_prior=length_prior, max_span_length=8)
     # without acoustic embeddings the decoder needs more updates than the CTC head (~300 steps here)
     cfg["train"]["max_epochs"] = epochs
     exp = tmp_path / "mask_ctc"
@@ -710,6 +713,21 @@ def test_improved_mask_ctc_learns_to_restore_deleted_and_inserted_tokens(tone_se
             failures += _restore(model, row, row_spans, h[b : b + 1], h_lens[b : b + 1], ref)
             cases += 1
     assert cases > 100 and len(failures) <= LP_MAX_FAILURES * cases, f"{len(failures)} of {cases} not restored: {failures[:5]}"
+
+
+def test_ctc_length_prior_counts_the_tokens_ctc_starts_in_a_span():
+    """length_prior "ctc": the prior's mean for a span is how many tokens the CTC best path starts within its
+    frames; with a zero length head it is the prediction, so a run of masks over CTC's own tokens keeps its count."""
+    model = _tiny(length_prediction=True, acoustic=True, max_span_length=5, length_prior="ctc").eval()
+    path = torch.tensor([[0, 5, 5, 0, 6, 6, 6, 0, 5, 0, 0, 0]])  # tokens start at frames 1, 4 and 8
+    log_probs = torch.nn.functional.one_hot(path, VOCAB).float().mul(10.0).log_softmax(-1)
+    h, lens = torch.zeros(1, 12, 32), torch.tensor([10])  # frames 10, 11: padding
+    sums = model._frame_sums(h, log_probs, lens, torch.tensor([3]))
+    assert sums.ctc_starts[0].tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
+    spans = torch.tensor([[[0, 4], [4, 10], [2, 9], [9, 12], [0, 10]]])
+    with torch.no_grad():
+        pred = model._length_logits(torch.zeros(1, 5, 32), spans, sums).argmax(-1)
+    assert pred.tolist() == [[1, 2, 2, 0, 3]]
 
 
 def _restore(model, row, row_spans, h, h_lens, ref) -> list:
