@@ -24,9 +24,9 @@ def test_parse_mode_sets_method_and_width():
     assert parse_mode("refine@.99", base).threshold == 0.99 and parse_mode("refine@.99", base).iterations == 3
     r = parse_mode("refine10@0.999+lp0.9", base)  # Improved Mask-CTC: length changes only at >= 0.9
     assert (r.iterations, r.threshold, r.length_threshold) == (10, 0.999, 0.9)
-    assert parse_mode("refine+lp1", base).length_threshold == 1.0 and parse_mode("refine5", base).length_threshold == 0.0
+    assert parse_mode("refine+lp1.5", base).length_threshold == 1.5 and parse_mode("refine5", base).length_threshold == 0.0
     for bad in ("greedy3", "beamx", "mask", "", "beam10@0.5", "greedy@0.5", "refine10@1.5", "refine10@",
-                "beam10+lp0.9", "refine10+lp2", "refine10+lp", "refine10+lp0.9@0.5"):
+                "beam10+lp0.9", "refine10+lp-1", "refine10+lp", "refine10+lp0.9@0.5"):
         with pytest.raises(ValueError, match="bad decoding mode"):
             parse_mode(bad, base)
 

@@ -205,9 +205,7 @@ def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
         if not 0.0 <= float(thr) <= 1.0:
             raise ValueError(f"bad decoding mode {mode!r}: the threshold is a probability in [0, 1]")
         opts = replace(opts, threshold=float(thr))
-    if length_thr is not None:
-        if not 0.0 <= float(length_thr) <= 1.0:
-            raise ValueError(f"bad decoding mode {mode!r}: the length threshold is a probability in [0, 1]")
+    if length_thr is not None:  # above 1: the length head is never followed (CTC's counts are kept)
         opts = replace(opts, length_threshold=float(length_thr))
     return opts
 
