@@ -35,7 +35,10 @@ MLM is trained on both (``shared_span_prob`` of the runs of masks split the gap 
 keep their own frames), so that what it sees in training is what it sees after an expansion. Measured on the dev
 sets with the first form, which split every run's gap (also those that kept their length, and so in training):
 K=10 at threshold 0.999 masks 91-100 % of the tokens, and with CTC's counts kept everywhere the even shares cost
-FSDD 2.37 % WER against 0.74 % with each token's own frames, the mini task 75.2 % against 33.8 %.
+FSDD 2.37 % WER against 0.74 % with each token's own frames, the mini task 75.2 % against 33.8 %. Two more
+controls, measured in the recipes' RESULTS.md: ``length_prior`` (the duration prior's mean from the speech mass, or
+CTC's own count of tokens in the span) and the decoding option ``length_threshold`` (a run changes length only
+where the head is that sure).
 Measured on the tone corpus of the tests (with the first form of the option, the mean alone): "refine" first
 reached CER 0 after 18 epochs with it, 117 without (CTC greedy: 18 and 20); the test's 30-epoch run passes with
 the frame-count input too. Its batch-1 decoder cost grows by a few percent (the pooling and one Linear).
