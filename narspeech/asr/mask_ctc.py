@@ -299,17 +299,19 @@ class MaskCTCModel(ASRModel):
         return self.acoustic_proj(feats.to(self.acoustic_proj.weight.dtype))
 
     def _frame_sums(
-        self, h: torch.Tensor, log_probs: torch.Tensor, lens: torch.Tensor, token_lens: torch.Tensor
+        self, h: torch.Tensor, log_probs: torch.Tensor, lens: torch.Tensor, token_lens: torch.Tensor | None = None
     ) -> "FrameSums":
-        """Running sums over the frames of ``h`` (B, T, d) and of the CTC non-blank probability (from ``log_probs``
-        (B, T, V), padding excluded: ``lens`` (B,)), and each utterance's tokens per unit of that speech mass
-        (``token_lens`` (B,): the reference's in training, CTC's in decoding)."""
+        """Running sums over the frames of ``h`` (B, T, d), of the CTC non-blank probability (from ``log_probs``
+        (B, T, V), padding excluded: ``lens`` (B,)) and of the token starts of the CTC best path, and each
+        utterance's tokens per unit of that speech mass (``token_lens`` (B,): the reference's in training; None:
+        CTC's own count, in decoding)."""
         speech = (1.0 - log_probs[..., BLANK_ID].float().exp()).masked_fill(make_pad_mask(lens, h.size(1)), 0.0)
         speech_cum = nn.functional.pad(speech.cumsum(1), (1, 0))
-        rate = token_lens.to(speech.dtype) / speech_cum[:, -1].clamp_min(1e-3)
-        path = log_probs.argmax(-1).masked_fill(make_pad_mask(lens, h.size(1)), BLANK_ID)
-        starts = (path != BLANK_ID) & (path != nn.functional.pad(path, (1, 0), value=BLANK_ID)[:, :-1])
-        starts_cum = nn.functional.pad(starts.to(speech.dtype).cumsum(1), (1, 0))
+        # tokens the CTC best path has started by each frame: the running max of its token index (-1 at blanks) + 1
+        frame_token, ctc_count = ctc_path_tokens(log_probs.argmax(-1), lens, BLANK_ID)
+        starts_cum = nn.functional.pad((frame_token.cummax(1).values + 1).to(speech.dtype), (1, 0))
+        tokens = ctc_count if token_lens is None else token_lens
+        rate = tokens.to(speech.dtype) / speech_cum[:, -1].clamp_min(1e-3)
         return FrameSums(frame_cumsum(h), speech_cum, rate, starts_cum)
 
     def _length_logits(self, states: torch.Tensor, spans: torch.Tensor | None, sums: "FrameSums | None") -> torch.Tensor:
@@ -409,8 +411,7 @@ class MaskCTCModel(ASRModel):
             if log_probs is None:
                 log_probs = self.ctc_head(memory).log_softmax(-1)
             # the utterance's tokens for the duration prior: CTC's count (the reference's in training)
-            _, ctc_count = ctc_path_tokens(log_probs.argmax(-1), memory_lens, BLANK_ID)
-            cum = self._frame_sums(memory, log_probs, memory_lens, ctc_count)
+            cum = self._frame_sums(memory, log_probs, memory_lens)
         step = self._fill_step
         if self.length_head is not None:
             step = partial(self._length_step, length_threshold=length_threshold)

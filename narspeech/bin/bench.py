@@ -1,7 +1,8 @@
 """``narspeech bench asr --model M.pt[:modes] [M2.pt ...] --data DIR --out-dir OUT [--threads 1]``
 
-Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>][+lp<length threshold>]``; e.g. ``exp/ctc/model.pt:greedy,beam10 exp/mask_ctc/model.pt:refine1,refine10
-exp/ar/model.pt:beam1,beam10``. Without modes each model gets its family's defaults (see narspeech.bench.asr).
+Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>][+lp<length threshold>]``; e.g.
+``exp/ctc/model.pt:greedy,beam10 exp/mask_ctc/model.pt:refine1,refine10 exp/ar/model.pt:beam1,beam10``.
+Without modes each model gets its family's defaults (see narspeech.bench.asr).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.asr.base import ASRDecodeOptions
     from narspeech.bench.asr import bench_asr
 
-    base = ASRDecodeOptions(threshold=args.threshold, length_threshold=args.length_threshold, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus,
-                            iterations=args.iterations)
+    base = ASRDecodeOptions(threshold=args.threshold, length_threshold=args.length_threshold, ctc_weight=args.ctc_weight,
+                            length_bonus=args.length_bonus, iterations=args.iterations)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
     bench_asr(args.model, args.data, args.out_dir, methods, args.threads, args.batch_size, args.max_utts, args.beam_size,
               gpu=not args.no_gpu, repeats=args.repeats, base_opts=base, ar_ref=args.ar_ref)

@@ -29,7 +29,8 @@ def decode_options(args: argparse.Namespace):
     from narspeech.asr.base import ASRDecodeOptions
 
     return ASRDecodeOptions(method=args.method, beam_size=args.beam_size, iterations=args.iterations,
-                            threshold=args.threshold, length_threshold=args.length_threshold, ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
+                            threshold=args.threshold, length_threshold=args.length_threshold,
+                            ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
 
 
 def unsupported_method(model, opts, prog: str) -> str | None:
