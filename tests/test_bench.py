@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from narspeech.asr.base import ASRDecodeOptions
-from narspeech.bench.asr import BenchRow, add_ar_speedups, markdown_table, parse_mode, split_model_spec
+from narspeech.bench.asr import BenchRow, add_ar_speedups, default_modes, markdown_table, parse_mode, split_model_spec
 
 
 def _row(system: str, model: str, lat: float, device: str = "cpu", thr: float = 10.0) -> BenchRow:
@@ -25,10 +25,26 @@ def test_parse_mode_sets_method_and_width():
     r = parse_mode("refine10@0.999+lp0.9", base)  # Improved Mask-CTC: length changes only at >= 0.9
     assert (r.iterations, r.threshold, r.length_threshold) == (10, 0.999, 0.9)
     assert parse_mode("refine+lp1.5", base).length_threshold == 1.5 and parse_mode("refine5", base).length_threshold == 0.0
+    r = parse_mode("refine10@0.999+lp0+ls1", base)  # lengths predicted in the first iteration only
+    assert (r.iterations, r.threshold, r.length_threshold, r.length_steps) == (10, 0.999, 0.0, 1)
+    assert parse_mode("refine10+ls2", base).length_steps == 2 and parse_mode("refine10", base).length_steps == 0
     for bad in ("greedy3", "beamx", "mask", "", "beam10@0.5", "greedy@0.5", "refine10@1.5", "refine10@",
-                "beam10+lp0.9", "refine10+lp-1", "refine10+lp", "refine10+lp0.9@0.5"):
+                "beam10+lp0.9", "refine10+lp-1", "refine10+lp", "refine10+lp0.9@0.5", "beam10+ls1", "refine10+ls",
+                "refine10+ls1+lp0.9", "refine10+ls0.5"):
         with pytest.raises(ValueError, match="bad decoding mode"):
             parse_mode(bad, base)
+
+
+def test_default_modes_per_family():
+    from narspeech.config import config_from_dict
+
+    def modes(name, **conf):
+        return default_modes(config_from_dict({"model": {"name": name, "conf": conf}}))
+
+    assert modes("ctc") == ["greedy", "beam10"] and modes("ar") == ["beam1", "beam10"]
+    assert modes("mask_ctc") == ["greedy", "refine1", "refine5", "refine10"]
+    # Improved Mask-CTC: also with lengths predicted in the first iteration only
+    assert modes("mask_ctc", length_prediction=True) == ["greedy", "refine1", "refine5", "refine10", "refine10+ls1"]
 
 
 def test_split_model_spec():

@@ -128,3 +128,57 @@ def test_mask_fraction_tool_counts_the_tokens_below_each_threshold(trained_tone_
     assert fractions == sorted(fractions)
     assert fractions[1] < 20.0, out
     assert re.search(r": (\d+) CTC tokens", out) and int(re.search(r": (\d+) CTC tokens", out).group(1)) > 0
+
+
+def test_length_accuracy_tool_scores_the_length_head_against_ctc_counts(trained_tone_model, tone_setup, tmp_path):
+    """tools/length_accuracy.py on a briefly trained Improved Mask-CTC model: the head's exact runs are CTC's plus
+    the runs it fixes minus those it breaks, a length threshold above 1 leaves CTC's counts, and a CTC model is
+    refused by name."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from narspeech.config import config_from_dict
+    from narspeech.train.trainer import Trainer
+
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["model"]["name"] = "mask_ctc"
+    cfg["model"]["conf"].update(
+        decoder={"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0},
+        acoustic_embedding=True, length_prediction=True, max_span_length=8,
+    )
+    cfg["train"]["max_epochs"] = 20  # CTC emits most tokens by then (none yet at 10)
+    Trainer(config_from_dict(cfg), tmp_path / "lp", resume=False).fit()
+    tool = Path(__file__).resolve().parents[1] / "tools" / "length_accuracy.py"
+    run = subprocess.run([sys.executable, str(tool), str(tmp_path / "lp" / "last.pt"), str(tone_setup["train"]),
+                          "--threshold", "1.01", "--length-threshold", "1.5"], capture_output=True, text=True, check=True)
+    out = run.stdout
+    runs = int(re.search(r": (\d+) masked runs", out).group(1))
+    ctc, head, sure = (int(x) for x in re.findall(r"\((\d+)\)", out)[:3])
+    changed, fixed, broken = (int(x) for x in re.search(r"changes (\d+) runs: fixes (\d+), breaks (\d+)", out).groups())
+    assert runs > 0 and 0 <= ctc <= runs and sure == ctc, out
+    assert head == ctc + fixed - broken and fixed + broken <= changed, out
+    run = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(tone_setup["train"])],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "not an Improved Mask-CTC model (no length head)" in run.stderr
+
+
+def test_decode_options_from_the_command_line():
+    """Every decoding option of decode/transcribe reaches ASRDecodeOptions; the defaults are the dataclass's."""
+    from narspeech.asr.base import ASRDecodeOptions
+    from narspeech.bin.common import decode_options
+
+    args = decode.get_parser().parse_args(["--model", "m.pt", "--data", "d", "--out-dir", "o"])
+    assert decode_options(args) == ASRDecodeOptions()
+    args = decode.get_parser().parse_args([
+        "--model", "m.pt", "--data", "d", "--out-dir", "o", "--method", "refine", "--beam-size", "4",
+        "--iterations", "5", "--threshold", "0.5", "--length-threshold", "0.9", "--length-steps", "1",
+        "--ctc-weight", "0.1", "--length-bonus", "0.5",
+    ])
+    assert decode_options(args) == ASRDecodeOptions(
+        "refine", beam_size=4, iterations=5, threshold=0.5, length_threshold=0.9, length_steps=1, ctc_weight=0.1,
+        length_bonus=0.5,
+    )

@@ -27,8 +27,9 @@ from narspeech.nat.ctc import (
 )
 from narspeech.nat.length import (
     expand_masks,
-    expanded_spans,
+    expand_runs,
     gather_positions,
+    hypothesis_length_targets,
     insert_masks,
     length_targets,
     length_training_inputs,
@@ -40,7 +41,7 @@ from narspeech.nat.length import (
 )
 from narspeech.config import ConfigError, config_from_dict, load_config
 from narspeech.nat.ctc import ctc_forced_align, ctc_greedy
-from narspeech.nat.refine import uniform_mask
+from narspeech.nat.refine import lowest_scores_mask, uniform_mask
 from narspeech.nn import make_pad_mask
 from narspeech.registry import MODELS
 from narspeech.text.tokenizer import MASK_ID
@@ -120,6 +121,23 @@ def test_forward_backward_infer(length_prediction, acoustic):
         hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=K, threshold=0.999))
         assert len(hyps) == 3
         assert all(isinstance(t, int) and 0 < t < VOCAB and t != M for h in hyps for t in h)
+
+
+@pytest.mark.parametrize("acoustic", [False, True])
+def test_length_hypotheses_add_a_third_copy_to_the_length_loss(acoustic):
+    """With length_hypotheses the length pass runs on 3B rows (deletion, insertion, CTC-hypothesis copies), also
+    while the CTC head emits nothing at all (early in training), and every loss term still has a gradient."""
+    model = _tiny(True, acoustic, length_hypotheses=True)
+    rows = []
+    model.decoder.embed.register_forward_pre_hook(lambda m, args: rows.append(args[0].size(0)))  # every pass
+    batch = _batch()
+    terms = model(batch)
+    sum(t.weight * t.value for t in terms.values()).backward()
+    assert rows == [3, 9] and all(torch.isfinite(t.value) for t in terms.values())
+    with torch.no_grad():
+        model.ctc_head.bias[0] = 100.0  # blank everywhere: empty hypotheses, no masks in the third copy
+    terms = model(batch)
+    assert torch.isfinite(terms["length"].value)
 
 
 @pytest.mark.parametrize("acoustic", [False, True])
@@ -239,6 +257,34 @@ def test_length_prediction_deletes_and_expands_masked_spans():
             assert hyps[b] == kept
 
 
+@pytest.mark.parametrize("acoustic", [False, True])
+def test_length_steps_limit_the_length_passes_to_the_first_iterations(acoustic):
+    """length_steps N: the first N iterations run a length pass and a token pass, the later ones a token pass
+    only; 0 (the paper) runs both in every iteration. With the head forced to keep every run's length (its count
+    is the run's: 1 for single masks) the tokens are those of plain refinement either way."""
+    model = _tiny(length_prediction=True, acoustic=acoustic, max_span_length=8).eval()
+    x, lens = _batch()["feats"], _batch()["feat_lens"]
+    tokens = torch.tensor([[5, M, 6, M, 7, M, 8, M]] * 3)
+    masked = tokens == M
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, lens)
+    spans = torch.tensor([[[2 * i, 2 * i + 2] for i in range(8)]] * 3) if acoustic else None
+    _force_span_length(model, 1)
+    if acoustic:
+        with torch.no_grad():  # no duration prior: the forced head alone decides
+            model.length_prior_log_beta.fill_(-30.0)
+    passes, outs = {}, {}
+    for steps in (0, 1, 2):
+        with DecoderCalls(model) as calls:
+            state = model.refine_tokens(tokens, torch.tensor([8] * 3), masked, h, h_lens, 4, spans, length_steps=steps)
+        passes[steps], outs[steps] = len(calls.masks), state.tokens
+        assert state.passes == 4 and not state.masked.any() and state.lens.tolist() == [8] * 3
+    assert passes == {0: 8, 1: 5, 2: 6}
+    assert outs[0].equal(outs[1]) and outs[0].equal(outs[2])
+    with pytest.raises(ValueError, match="length_steps"):
+        model.infer(x, lens, ASRDecodeOptions("refine", length_steps=-1))
+
+
 def _mask_runs(masked: list[bool]) -> list[int]:
     runs, k = [], 0
     for m in masked + [False]:
@@ -284,6 +330,50 @@ def test_length_targets_by_hand():
     _, _, _, spans, dest = merge_mask_runs(tokens, lens, masked)
     assert spans.tolist() == [[1, 2, 1, 1, 1], [3, 1, 0, 0, 0]]
     assert dest.tolist() == [[0, 1, 1, 2, 3, 4], [0, 0, 0, 1, -1, -1]]
+
+
+def test_hypothesis_length_targets_by_hand():
+    """Targets from the alignment of a CTC hypothesis to its reference: substituted tokens count 1, inserted 0,
+    missing reference tokens count for the run of masks beside them (lost between two unmasked tokens)."""
+    hyp = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 8], [5, 7, 0, 0], [5, 6, 7, 8], [0, 0, 0, 0]])
+    lens = torch.tensor([4, 4, 2, 4, 0])
+    masked = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 1], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]).bool()
+    refs = [
+        [5, 9, 6, 8],  # 9 missing before 6 (masked), 7 inserted: the run 6 7 stands for 2
+        [5, 6, 7],  # 8 inserted at the end: 0
+        [5, 9, 9, 7, 4],  # two missing before the masked 7 and 4 missing after it: 4
+        [5, 6, 4, 7, 8, 3],  # 4 missing between unmasked 6 and 7, 3 after unmasked 8: lost; the masked 5: 1
+        [4, 4],  # nothing emitted, nothing masked
+    ]
+    inp, new_lens, tgt, dest = hypothesis_length_targets(hyp, lens, masked, refs, max_span_length=5)
+    assert new_lens.tolist() == [3, 4, 2, 4, 0]
+    assert inp[0, :3].tolist() == [5, M, 8] and inp[2, :2].tolist() == [5, M] and inp[3, :4].tolist() == [M, 6, 7, 8]
+    assert tgt.tolist() == [
+        [IGNORE, 2, IGNORE, IGNORE],
+        [IGNORE, IGNORE, IGNORE, 0],
+        [IGNORE, 4, IGNORE, IGNORE],
+        [1, IGNORE, IGNORE, IGNORE],
+        [IGNORE] * 4,
+    ]
+    assert dest[0].tolist() == [0, 1, 1, 2]
+    # a run standing for more tokens than the head has classes gets no target
+    _, _, tgt, _ = hypothesis_length_targets(hyp, lens, masked, refs, max_span_length=3)
+    assert tgt[2].tolist() == [IGNORE] * 4 and tgt[0, 1] == 2
+
+
+def test_lowest_scores_mask_masks_the_least_confident():
+    conf = torch.tensor([[0.9, 0.2, 0.99, 0.5, 0.7], [0.3, 0.1, 0.0, 0.0, 0.0]])
+    lens = torch.tensor([5, 2])
+    least_first = [[1, 3, 4, 0, 2], [1, 0]]  # the valid positions by confidence (padding is never masked)
+    counts = set()
+    for seed in range(40):
+        m = lowest_scores_mask(conf, lens, torch.Generator().manual_seed(seed))
+        for b in range(2):
+            n = int(m[b].sum())
+            assert 1 <= n <= int(lens[b])
+            assert m[b].nonzero().flatten().sort().values.tolist() == sorted(least_first[b][:n])
+            counts.add((b, n))
+    assert {n for b, n in counts if b == 0} == {1, 2, 3, 4, 5}  # every count 1..L is drawn
 
 
 def test_expand_masks_by_hand():
@@ -406,31 +496,44 @@ def test_span_helpers_by_hand():
     assert len(seen) == 4
 
 
-def test_expanded_spans_keep_a_kept_runs_frames():
-    """After merge + expansion, the masks of a run that came back with its length take back their own frames (a
-    CTC token's); those of a run whose length changed share the merged gap; rows are independent."""
-    M = MASK_ID
+def test_expand_runs_moves_only_the_masks_that_come_or_go():
+    """After merge + length prediction the masks of a run that keeps its length keep their frames; a run that grows
+    shares its new masks among its gaps of frames and its masks' own frames in proportion to their frames (largest
+    remainders first, ties: the earlier), the new masks of a gap share it evenly, a mask that gets new masks shares
+    its frames with them; a run that shrinks loses its masks with the fewest frames; tokens and other runs are
+    untouched."""
     tokens = torch.tensor([[5, M, M, 8, M, 10], [M, 7, 9, 0, 0, 0]])
     lens = torch.tensor([6, 3])
     masked = (tokens == M) & ~make_pad_mask(lens, 6)
-    old = torch.tensor([[[0, 2], [2, 4], [4, 7], [9, 10], [10, 12], [13, 15]], [[1, 3], [3, 5], [5, 6], [0, 0], [0, 0], [0, 0]]])
+    old = torch.tensor([[[0, 2], [3, 4], [6, 7], [9, 10], [10, 12], [13, 15]], [[1, 3], [3, 5], [5, 6], [0, 0], [0, 0], [0, 0]]])
     frames = torch.tensor([16, 8])
     merged, m_lens, m_masked, run_len, dest = merge_mask_runs(tokens, lens, masked)
-    gap = merge_spans(neighbour_spans(old, lens, masked, frames), dest, merged.size(1))
-    assert gap[0].tolist() == [[0, 2], [2, 9], [9, 10], [10, 13], [13, 15]] and gap[1, 0].tolist() == [0, 3]
 
     def expand(counts):
-        _, _, new_masked, src = expand_masks(merged, m_lens, m_masked, torch.tensor(counts))
-        return expanded_spans(old, gap, dest, src, new_masked).tolist()
+        out_tokens, out_lens, out_masked, spans = expand_runs(tokens, lens, masked, old, dest, torch.tensor(counts), frames)
+        assert (out_masked == (out_tokens == M)).all() and not out_masked[make_pad_mask(out_lens, out_tokens.size(1))].any()
+        return [row[: int(n)] for row, n in zip(out_tokens.tolist(), out_lens)], [
+            row[: int(n)] for row, n in zip(spans.tolist(), out_lens)
+        ]
 
-    out = expand([[0, 2, 0, 1, 0], [1, 0, 0, 0, 0]])  # every run kept: the spans before the merge
-    assert out[0] == old[0].tolist() and out[1][:3] == old[1, :3].tolist()
-    out = expand([[0, 3, 0, 1, 0], [2, 0, 0, 0, 0]])  # first run of row 0 grows: it alone shares its gap
-    assert out[0] == [[0, 2], [2, 4], [4, 6], [6, 9], [9, 10], [10, 12], [13, 15]]
-    assert out[1][:4] == [[0, 1], [1, 3], [3, 5], [5, 6]]
-    out = expand([[0, 2, 0, 2, 0], [0, 0, 0, 0, 0]])  # the second run grows, the first keeps; row 1's mask deleted
-    assert out[0] == [[0, 2], [2, 4], [4, 7], [9, 10], [10, 11], [11, 13], [13, 15]]
-    assert out[1][:2] == [[3, 5], [5, 6]]
+    toks, spans = expand([[0, 2, 0, 1, 0], [1, 0, 0, 0, 0]])  # every run kept: nothing moves
+    assert toks == [tokens[0].tolist(), [M, 7, 9]] and spans == [old[0].tolist(), old[1, :3].tolist()]
+    # the first run of row 0 grows by one: its gaps [2, 3), [4, 6), [7, 9) and masks [3, 4), [6, 7) -> the first of
+    # the two 2-frame gaps
+    toks, spans = expand([[0, 3, 0, 1, 0], [3, 0, 0, 0, 0]])
+    assert toks[0] == [5, M, M, M, 8, M, 10] and spans[0] == [[0, 2], [3, 4], [4, 6], [6, 7], [9, 10], [10, 12], [13, 15]]
+    # row 1's mask [1, 3) grows by two: quotas 2/3 for the gap [0, 1), 4/3 for the mask, 0 for the empty gap after
+    # it -> one new mask in [0, 1), one sharing the mask's frames
+    assert toks[1] == [M, M, M, 7, 9] and spans[1] == [[0, 1], [1, 2], [2, 3], [3, 5], [5, 6]]
+    # 5 new masks over frames 1, 1, 2, 1, 2 (gap, mask, gap, mask, gap): quotas 5/7, 5/7, 10/7, 5/7, 10/7 -> one each
+    # (the 2-frame gaps from their whole parts, the others from the largest remainders, the earlier first)
+    toks, spans = expand([[0, 7, 0, 1, 0], [1, 0, 0, 0, 0]])
+    assert spans[0] == [[0, 2], [2, 3], [3, 3], [3, 4], [4, 6], [6, 6], [6, 7], [7, 9], [9, 10], [10, 12], [13, 15]]
+    # shrinking: the first run to one mask drops its 1-frame mask that comes later ([6, 7) ties [3, 4): the later
+    # goes), row 1's mask deleted
+    toks, spans = expand([[0, 1, 0, 1, 0], [0, 0, 0, 0, 0]])
+    assert toks == [[5, M, 8, M, 10], [7, 9]] and spans[0] == [[0, 2], [3, 4], [9, 10], [10, 12], [13, 15]]
+    assert spans[1] == [[3, 5], [5, 6]]
 
 
 def test_gather_positions_by_hand():
@@ -511,6 +614,41 @@ def test_refine_with_acoustic_embeddings_uses_the_ctc_frames():
         _tiny().refine_tokens(tokens, torch.tensor([3, 3, 3]), tokens == M, h, h_lens, 2, torch.zeros(3, 3, 2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("length_prior", ["speech", "ctc"])
+def test_hypothesis_copy_is_what_the_first_length_step_of_decoding_sees(monkeypatch, length_prior):
+    """length_hypotheses: the training copy built from the CTC hypothesis (masks where decoding at a threshold puts
+    them) has the decoder input, the frame intervals and so the length logits of decoding's first length step."""
+    import narspeech.asr.mask_ctc as mask_ctc
+
+    model = _tiny(True, True, max_span_length=5, length_prior=length_prior, length_hypotheses=True).eval()
+    with torch.no_grad():  # a length head that is not zero, so that the states matter too
+        torch.nn.init.normal_(model.length_head.weight, 0.0, 1.0)
+    batch = _batch()
+    x, lens = batch["feats"], batch["feat_lens"]
+    seen = []
+    length_logits = model._length_logits
+
+    def record(states, spans, sums):
+        seen.append(length_logits(states, spans, sums))
+        return seen[-1]
+
+    monkeypatch.setattr(model, "_length_logits", record)
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, lens)
+        lp = model.ctc_head(h).log_softmax(-1)
+        _, conf, n, _ = ctc_tokens_with_frames(lp, h_lens)
+        threshold = float(conf[~make_pad_mask(n, conf.size(1))].median())
+        model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold))
+        monkeypatch.setattr(mask_ctc, "lowest_scores_mask", lambda c, l: (c < threshold) & ~make_pad_mask(l, c.size(1)))
+        cum = model._frame_sums(h, lp, h_lens, batch["token_lens"])  # the reference's token rate, as in training
+        inp, new_lens, tgt, spans, hyp_cum = model._hypothesis_length_inputs(lp, h_lens, batch["tokens"], batch["token_lens"], cum)
+        states = model.decoder.states(inp, new_lens.clamp_min(1), h, h_lens, model._acoustic_inputs(hyp_cum, spans))
+        logits = length_logits(states, spans, hyp_cum)
+    assert (inp == M).any() and ((inp == M) == (tgt != IGNORE)).all()  # max_span_length 5 covers every run here
+    valid = ~make_pad_mask(new_lens, inp.size(1))
+    assert torch.allclose(logits[valid], seen[0][valid], atol=1e-5)
+
+
 def _slow_confidences(lp: torch.Tensor) -> tuple[list[int], list[float]]:
     """Reference (the Mask-CTC paper / ESPnet): per token, the max frame probability over its run of frames."""
     probs, ids = lp.exp().max(-1)
@@ -547,6 +685,7 @@ def test_config_errors():
         (dict(lsm_weight=1.0), "lsm_weight"),
         (dict(length_prediction=True, length_weight=0.0), "length_weight"),
         (dict(max_span_length=0), "max_span_length"),
+        (dict(length_hypotheses=True), "length_prediction"),
     ]
     for kw, name in bad:
         with pytest.raises(ValueError, match=name):
@@ -599,12 +738,15 @@ def test_recipe_configs_build_train_and_decode(conf):
 # of one run each: plain Mask-CTC 117 (stable from 128; CTC greedy is at CER 0 from epoch 20), with acoustic
 # embeddings 18 (the same epoch as CTC greedy, every token then masked at 0.999, and stable after). Each run
 # gets ~1.7x its measured need.
-@pytest.mark.parametrize("acoustic, length_prior, epochs", [(False, None, 150), (True, None, 30), (True, "ctc", 30)])
-def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, acoustic, length_prior, epochs):
+@pytest.mark.parametrize(
+    "acoustic, length_prior, hypotheses, epochs",
+    [(False, None, False, 150), (True, None, False, 30), (True, "ctc", False, 30), (True, "ctc", True, 30)],
+)
+def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, acoustic, length_prior, hypotheses, epochs):
     """Through the real Trainer on the tone corpus: the MLM loss falls more than 10x, and "refine" (K=10, threshold
     0.999, which masks some of the CTC tokens, so the decoder has work to do) transcribes every utterance; with
     acoustic embeddings in a fifth of the epochs plain Mask-CTC needs; so does Improved Mask-CTC with the CTC-count
-    length prior (``length_prior``)."""
+    length prior (``length_prior``), also with the length head trained on CTC hypotheses (``hypotheses``)."""
     from narspeech.asr.transcribe import transcribe_utterances
     from narspeech.audio.features import SAMPLE_RATE, fbank
     from narspeech.audio.io import load_audio
@@ -618,7 +760,9 @@ def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, aco
     cfg["model"]["conf"]["decoder"] = {"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0}
     cfg["model"]["conf"]["acoustic_embedding"] = acoustic
     if length_prior is not None:
-        cfg["model"]["conf"].update(length_prediction=True, length_prior=length_prior, max_span_length=8)
+        cfg["model"]["conf"].update(
+            length_prediction=True, length_prior=length_prior, max_span_length=8, length_hypotheses=hypotheses
+        )
     # without acoustic embeddings the decoder needs more updates than the CTC head (~300 steps here)
     cfg["train"]["max_epochs"] = epochs
     exp = tmp_path / "mask_ctc"

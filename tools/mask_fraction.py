@@ -5,12 +5,10 @@ A token's confidence is the one Mask-CTC decoding masks by: the highest best-pat
 Usage: tools/mask_fraction.py MODEL.pt DATA_DIR [--thresholds 0.5 0.9 0.999]
 """
 import argparse
-import sys
 
 import torch
 
-from narspeech.audio.features import fbank
-from narspeech.audio.io import AudioError, load_audio
+from narspeech.asr.transcribe import readable_features
 from narspeech.data.kaldi import read_data_dir
 from narspeech.nat.ctc import ctc_tokens_with_confidence
 from narspeech.train.checkpoint import load_model
@@ -27,24 +25,18 @@ def main() -> None:
     model.eval()
     if not hasattr(model, "ctc_head"):
         raise SystemExit(f"{args.model}: not a CTC-headed model (no ctc_head)")
-    confs, skipped = [], 0
+    confs: list[torch.Tensor] = []
+    skipped: list[str] = []
     with torch.inference_mode():
-        for u in read_data_dir(args.data):
-            start, end = (u.segment.start, u.segment.end) if u.segment else (0.0, -1.0)
-            try:
-                wav = load_audio(u.audio, 16000, start, end)
-            except AudioError as e:  # report it, go on with the rest
-                print(f"skipped utterance {u.utt_id}: {e}", file=sys.stderr)
-                skipped += 1
-                continue
-            feats = fbank(wav, 16000).unsqueeze(0)
+        for _, feats in readable_features(read_data_dir(args.data), skipped):
+            feats = feats.unsqueeze(0)
             h, h_lens = model.encode(feats, torch.tensor([feats.size(1)]))
             _, conf, lens = ctc_tokens_with_confidence(model.ctc_head(h).log_softmax(-1), h_lens)
             confs.append(conf[0, : int(lens[0])])
     c = torch.cat(confs) if confs else torch.zeros(0)
     if c.numel() == 0:
-        raise SystemExit(f"{args.data}: no CTC tokens to count ({len(confs)} utterances read, {skipped} skipped)")
-    print(f"{args.model} on {args.data}: {c.numel()} CTC tokens from {len(confs)} utterances ({skipped} skipped), "
+        raise SystemExit(f"{args.data}: no CTC tokens to count ({len(confs)} utterances read, {len(skipped)} skipped)")
+    print(f"{args.model} on {args.data}: {c.numel()} CTC tokens from {len(confs)} utterances ({len(skipped)} skipped), "
           f"median confidence {c.median():.4f}")
     for t in args.thresholds:
         print(f"  threshold {t}: {(c < t).float().mean():.1%} masked")

@@ -30,6 +30,9 @@ class ASRDecodeOptions:
     # Improved Mask-CTC: a masked span takes the predicted length only when the length head gives it at least this
     # probability, else it keeps its length (0: always, as in the paper; above 1: never)
     length_threshold: float = 0.0
+    # Improved Mask-CTC: lengths are predicted in the first this many iterations only, the later ones fill masks
+    # (0: in every iteration, as in the paper)
+    length_steps: int = 0
     ctc_weight: float = 0.3  # AR beam search: weight of the CTC prefix score (0 = attention only)
     length_bonus: float = 0.0  # AR beam search: score added per emitted token
     max_len_ratio: float = 1.0  # AR search: at most this many tokens per encoder frame

@@ -14,7 +14,11 @@ deletion-simulated (uniform masking, then each run of consecutive masks merged i
 length) and insertion-simulated (masks inserted between tokens, target 0); loss ``lambda * CTC + (1 - lambda) * MLM
 + length_weight * LP``. Decoding (the paper's Algorithm 1, bounded to K iterations): in each iteration, merge each
 run of masks into one mask, predict its length, expand it to that many masks (0 deletes it, more inserts), then
-fill the most confident masks as above. Each iteration costs two decoder passes.
+fill the most confident masks as above. Each iteration costs two decoder passes. The decode option
+``length_steps`` N predicts lengths in the first N iterations only (the later ones fill masks, one pass each):
+after the first pass the runs left lie between tokens the MLM has just filled in, a context the head is not
+trained on, and re-predicting them there is what made following the head cost accuracy on the recipes' models
+(measured in their RESULTS.md, "third redesign").
 
 Token-level acoustic embeddings (``acoustic_embedding``; an option beyond both Mask-CTC papers, the idea taken from
 CASS-NAT, Fan et al., 2021, arXiv:2010.14725, and Align-Refine, Chi et al., 2021, arXiv:2010.14233): a masked LM
@@ -29,16 +33,23 @@ in the CTC best path, kept when the token is masked. Blank frames belong to no t
 With length prediction a masked span may stand for more or fewer tokens than CTC emitted: CTC drops letters it
 cannot hear (silent letters, one of two doubled letters), and a dropped letter's frames are blank frames beside its
 neighbours. So there a merged mask owns the whole gap between its unmasked neighbours (blank frames included), the
-CTC speech mass of that gap gives the length predictor a duration prior (``_length_logits``). A run that keeps its
-length gives its masks back their own CTC frames; the masks of a run whose length changed split the gap evenly. The
-MLM is trained on both (``shared_span_prob`` of the runs of masks split the gap between their neighbours, the others
-keep their own frames), so that what it sees in training is what it sees after an expansion. Measured on the dev
-sets with the first form, which split every run's gap (also those that kept their length, and so in training):
-K=10 at threshold 0.999 masks 91-100 % of the tokens, and with CTC's counts kept everywhere the even shares cost
-FSDD 2.37 % WER against 0.74 % with each token's own frames, the mini task 75.2 % against 33.8 %. Two more
+CTC speech mass of that gap gives the length predictor a duration prior (``_length_logits``). After the prediction
+the masks of a run keep their own frames; the masks a run gains are shared among its gaps of blank frames and its
+masks' own frames in proportion to their frames, and the masks it loses are those with the fewest frames
+(:func:`narspeech.nat.length.expand_runs`). Measured on the dev sets with the first form, which split every run's
+gap evenly among its masks (also those that kept their length, and so in training): K=10 at threshold 0.999 masks
+91-100 % of the tokens, and with CTC's counts kept everywhere the even shares cost FSDD 2.37 % WER against 0.74 %
+with each token's own frames, the mini task 75.2 % against 33.8 %; the second form still split the gap of a run
+whose length changed, and on the mini dev set 15 such changes at the first step cost 35 word errors. The MLM is
+trained on both kinds of frames (``shared_span_prob`` of the runs of masks split the gap between their neighbours,
+the others keep their own frames). Two more
 controls, measured in the recipes' RESULTS.md: ``length_prior`` (the duration prior's mean from the speech mass, or
 CTC's own count of tokens in the span) and the decoding option ``length_threshold`` (a run changes length only
-where the head is that sure).
+where the head is that sure). And ``length_hypotheses``, a third copy for the length loss beyond the paper: the
+model's own CTC hypothesis of the batch, its least confident tokens masked as decoding masks them, each merged run's
+target the number of reference tokens it stands for in the edit-distance alignment of the hypothesis to the
+reference. The paper's two copies mask at random, mostly where CTC is right; decoding masks where CTC is unsure,
+and that is where it drops and inserts tokens.
 Measured on the tone corpus of the tests (with the first form of the option, the mean alone): "refine" first
 reached CER 0 after 18 epochs with it, 117 without (CTC greedy: 18 and 20); the test's 30-epoch run passes with
 the frame-count input too. Its batch-1 decoder cost grows by a few percent (the pooling and one Linear).
@@ -75,15 +86,17 @@ from narspeech.nat.ctc import (
 from narspeech.nat.length import (
     IGNORE,
     PAD_ID,
+    cap_mask_counts,
     expand_masks,
-    expanded_spans,
+    expand_runs,
+    hypothesis_length_targets,
     length_training_inputs,
     masked_run_spans,
     merge_mask_runs,
     merge_spans,
     neighbour_spans,
 )
-from narspeech.nat.refine import fill_most_confident, refine, uniform_mask
+from narspeech.nat.refine import fill_most_confident, lowest_scores_mask, refine, uniform_mask
 from narspeech.nn.decoder import DecoderConfig, TransformerDecoder
 from narspeech.nn.encoder import Encoder, EncoderConfig
 from narspeech.nn.mask import make_pad_mask
@@ -123,13 +136,17 @@ class MaskCTCConfig:
     max_span_length: int = 50  # length classes 0..max_span_length (longer training spans are left out)
     acoustic_embedding: bool = False  # add pooled encoder states of each token's frames to its decoder input
     # with length prediction and acoustic embeddings: the share of the MLM's runs of masks trained on even shares of
-    # the gap between their neighbours (what decoding gives the masks of a span whose length changed) instead of
-    # their own frames (a span whose length was kept); the length head kept CTC's count for 69 % of the masked runs
-    # of the ljsynth dev set
+    # the gap between their neighbours (what the second form of decoding gave the masks of a span whose length
+    # changed) instead of their own frames (what decoding gives every mask that was there before the prediction)
     shared_span_prob: float = 0.3
     # the mean of the span-length prior (see MaskCTCModel._length_logits): "speech", the span's share of the
     # utterance's tokens by CTC speech mass; "ctc", how many tokens the model's own CTC best path starts in its frames
     length_prior: str = "speech"
+    # with length prediction: a third copy for the length loss, the model's own (detached) CTC hypothesis of the
+    # batch with its least confident tokens masked as in decoding (how many: uniform in 1..its length), each run's
+    # target the number of reference tokens it stands for in the hypothesis' alignment to the reference
+    # (narspeech.nat.length.hypothesis_length_targets): the head learns where CTC really miscounts
+    length_hypotheses: bool = False
 
 
 @MODELS.register("mask_ctc")
@@ -154,6 +171,7 @@ class MaskCTCModel(ASRModel):
         acoustic_embedding: bool = False,
         shared_span_prob: float = 0.3,
         length_prior: str = "speech",
+        length_hypotheses: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < ctc_weight < 1.0:
@@ -168,6 +186,8 @@ class MaskCTCModel(ASRModel):
             raise ValueError(f"shared_span_prob must be a probability in [0, 1], got {shared_span_prob}")
         if length_prior not in LENGTH_PRIORS:
             raise ValueError(f"unknown length_prior {length_prior!r}; valid: {', '.join(LENGTH_PRIORS)}")
+        if length_hypotheses and not length_prediction:
+            raise ValueError("length_hypotheses trains the length head: it needs length_prediction")
         if decoder.causal:
             raise ValueError("decoder must be non-causal (a conditional masked LM)")
         if vocab_size <= max(NEVER_PREDICTED):
@@ -184,6 +204,7 @@ class MaskCTCModel(ASRModel):
         self.max_span_length = max_span_length
         self.shared_span_prob = shared_span_prob
         self.length_prior = length_prior
+        self.length_hypotheses = length_hypotheses
         self.length_head = nn.Linear(encoder.d_model, max_span_length + 1) if length_prediction else None
         if self.length_head is not None and acoustic_embedding:
             # zero: the length predictor starts as the duration prior alone (see _length_logits), and the head
@@ -222,6 +243,7 @@ class MaskCTCModel(ASRModel):
             cfg.acoustic_embedding,
             cfg.shared_span_prob,
             cfg.length_prior,
+            cfg.length_hypotheses,
         )
 
     # ------------------------------------------------------------------------------------------------ training
@@ -260,14 +282,45 @@ class MaskCTCModel(ASRModel):
                 target, token_lens, self.max_span_length, spans=spans, num_frames=h_lens
             )
             lp_cum = None if cum is None else FrameSums(*(torch.cat([x, x]) for x in cum))
-            states = self.decoder.states(
-                inp, lens.clamp_min(1), torch.cat([h, h]), torch.cat([h_lens, h_lens]), self._acoustic_inputs(lp_cum, lp_spans)
-            )
+            memory, memory_lens = torch.cat([h, h]), torch.cat([h_lens, h_lens])
+            if self.length_hypotheses:
+                hyp = self._hypothesis_length_inputs(log_probs.detach(), h_lens, tokens, token_lens, cum)
+                inp, tgt = _cat_padded(inp, hyp[0], PAD_ID), _cat_padded(tgt, hyp[2], IGNORE)
+                lens = torch.cat([lens, hyp[1]])
+                lp_spans = None if lp_spans is None else _cat_padded(lp_spans, hyp[3], 0)
+                lp_cum = None if cum is None else FrameSums(*(torch.cat([x, y]) for x, y in zip(lp_cum, hyp[4])))
+                memory, memory_lens = torch.cat([memory, h]), torch.cat([memory_lens, h_lens])
+            extra = self._acoustic_inputs(lp_cum, lp_spans)
+            states = self.decoder.states(inp, lens.clamp_min(1), memory, memory_lens, extra)
             lp = nn.functional.cross_entropy(
                 self._length_logits(states, lp_spans, lp_cum).flatten(0, 1), tgt.flatten(), ignore_index=IGNORE, reduction="sum"
             )
             terms["length"] = LossTerm(lp / B, self.length_weight)
         return terms
+
+    def _hypothesis_length_inputs(
+        self,
+        log_probs: torch.Tensor,
+        lens: torch.Tensor,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
+        cum: "FrameSums | None",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, "FrameSums | None"]:
+        """The length-loss copy from the CTC hypothesis, built as decoding builds its first length step.
+
+        ``log_probs`` (B, T, V) detached CTC log-posteriors, ``lens`` (B,), the references ``tokens`` (B, L)
+        padded with -1 and ``token_lens`` (B,), ``cum`` the frame sums of the batch (None without acoustic
+        embeddings) -> decoder input (B, L'), lens (B,), targets (B, L'), frame intervals (B, L', 2) (a merged
+        mask's: the gap between its unmasked neighbours) and frame sums whose token rate is CTC's count (as in
+        decoding), the last two None without acoustic embeddings."""
+        hyp, conf, hyp_lens, frame_token = ctc_tokens_with_frames(log_probs, lens, BLANK_ID)
+        masked = lowest_scores_mask(conf, hyp_lens)
+        refs = [row[: int(n)] for row, n in zip(tokens.tolist(), token_lens.tolist())]
+        inp, new_lens, tgt, dest = hypothesis_length_targets(hyp, hyp_lens, masked, refs, self.max_span_length)
+        if cum is None:
+            return inp, new_lens, tgt, None, None
+        spans = neighbour_spans(token_spans(frame_token, hyp.size(1)), hyp_lens, masked, lens)
+        return inp, new_lens, tgt, merge_spans(spans, dest, inp.size(1)), cum.with_tokens(hyp_lens)
 
     def reference_spans(
         self, log_probs: torch.Tensor, lens: torch.Tensor, tokens: torch.Tensor, token_lens: torch.Tensor
@@ -310,9 +363,8 @@ class MaskCTCModel(ASRModel):
         # tokens the CTC best path has started by each frame: the running max of its token index (-1 at blanks) + 1
         frame_token, ctc_count = ctc_path_tokens(log_probs.argmax(-1), lens, BLANK_ID)
         starts_cum = nn.functional.pad((frame_token.cummax(1).values + 1).to(speech.dtype), (1, 0))
-        tokens = ctc_count if token_lens is None else token_lens
-        rate = tokens.to(speech.dtype) / speech_cum[:, -1].clamp_min(1e-3)
-        return FrameSums(frame_cumsum(h), speech_cum, rate, starts_cum)
+        sums = FrameSums(frame_cumsum(h), speech_cum, speech_cum[:, -1], starts_cum)  # the rate is set next
+        return sums.with_tokens(ctc_count if token_lens is None else token_lens)
 
     def _length_logits(self, states: torch.Tensor, spans: torch.Tensor | None, sums: "FrameSums | None") -> torch.Tensor:
         """Span-length logits (B, L, max_span_length + 1) from decoder states (B, L, d); with acoustic embeddings
@@ -361,6 +413,8 @@ class MaskCTCModel(ASRModel):
             raise ValueError(f"unknown Mask-CTC decoding method {opts.method!r}; valid: {', '.join(METHODS)}")
         if opts.method == "refine" and opts.iterations < 1:
             raise ValueError(f"iterations must be >= 1 for refine, got {opts.iterations}")
+        if opts.length_steps < 0:
+            raise ValueError(f"length_steps must be >= 0 (0: every iteration), got {opts.length_steps}")
         h, h_lens = self.encode(feats, feat_lens)
         log_probs = self.ctc_head(h).log_softmax(-1)
         if opts.method == "greedy":
@@ -375,7 +429,7 @@ class MaskCTCModel(ASRModel):
         spans = token_spans(frame_token, tokens.size(1)) if self.acoustic_proj is not None else None
         state = self.refine_tokens(
             tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens, opts.iterations, spans, log_probs,
-            opts.length_threshold,
+            opts.length_threshold, opts.length_steps,
         )
         return [row[: int(n)].tolist() for row, n in zip(state.tokens, state.lens)]
 
@@ -391,6 +445,7 @@ class MaskCTCModel(ASRModel):
         spans: torch.Tensor | None = None,
         log_probs: torch.Tensor | None = None,
         length_threshold: float = 0.0,
+        length_steps: int = 0,
     ) -> MaskCTCState:
         """Iterative refinement of partly masked token sequences.
 
@@ -399,9 +454,10 @@ class MaskCTCModel(ASRModel):
         of each position in ``memory`` (exactly when the model has acoustic embeddings; a masked CTC token's are
         its run of frames), ``log_probs`` (B, T', V) the CTC log-posteriors of ``memory`` when the caller has them
         (computed here otherwise), ``length_threshold``: with length prediction, a run of masks changes its length
-        only where the length head's probability for its prediction is at least this (0: always, as in the paper)
-        -> final state (no mask left in any row); ``state.passes`` counts iterations (one decoder pass each; two
-        with length prediction)."""
+        only where the length head's probability for its prediction is at least this (0: always, as in the paper),
+        ``length_steps``: with length prediction, only the first this many iterations predict lengths (0: all, as
+        in the paper) -> final state (no mask left in any row); ``state.passes`` counts iterations (one decoder
+        pass each; two where lengths are predicted)."""
         if (spans is None) != (self.acoustic_proj is None):
             raise ValueError("spans (frames per position) must be given exactly when acoustic_embedding is on")
         remaining = torch.full_like(lens, iterations)
@@ -414,7 +470,7 @@ class MaskCTCModel(ASRModel):
             cum = self._frame_sums(memory, log_probs, memory_lens)
         step = self._fill_step
         if self.length_head is not None:
-            step = partial(self._length_step, length_threshold=length_threshold)
+            step = partial(self._length_step, length_threshold=length_threshold, length_steps=length_steps)
         return refine(state, partial(step, memory=memory, memory_lens=memory_lens, cum=cum), iterations)
 
     def _fill_step(
@@ -438,12 +494,18 @@ class MaskCTCModel(ASRModel):
         memory_lens: torch.Tensor,
         cum: "FrameSums | None",
         length_threshold: float = 0.0,
+        length_steps: int = 0,
     ) -> MaskCTCState:
         """One Improved Mask-CTC iteration: merge each run of masks into one, predict how many tokens it stands
         for (a run longer than ``max_span_length``, or whose prediction has a probability below
         ``length_threshold``, keeps its length), expand it to that many masks, then one mask-predict pass (skipped
-        when every mask was deleted). A merged mask's frames are the gap between its unmasked neighbours; the masks
-        of a run that kept its length get back their own frames, those of a run whose length changed share the gap."""
+        when every mask was deleted). A merged mask's frames are the gap between its unmasked neighbours; after the
+        prediction the masks keep their own frames, the masks a run gains go where its frames are (gaps and masks, in
+        proportion to their frames), those it loses are the ones with the fewest frames
+        (:func:`narspeech.nat.length.expand_runs`).
+        From iteration ``length_steps`` on (when > 0) only the mask-predict pass runs."""
+        if 0 < length_steps <= state.passes:
+            return self._fill_step(state, memory, memory_lens, cum)
         spans = None if state.spans is None else neighbour_spans(state.spans, state.lens, state.masked, memory_lens)
         tokens, lens, masked, run_len, dest = merge_mask_runs(state.tokens, state.lens, state.masked)
         spans = None if spans is None else merge_spans(spans, dest, tokens.size(1))
@@ -455,8 +517,13 @@ class MaskCTCModel(ASRModel):
         # predicting it would truncate it to max_span_length
         counts = torch.where(run_len > self.max_span_length, run_len, counts)
         # CTC cannot emit more tokens than there are frames: a bound on what a poorly trained predictor inserts
-        tokens, lens, masked, src = expand_masks(tokens, lens, masked, counts, max_lens=memory_lens)
-        spans = None if spans is None else expanded_spans(state.spans, spans, dest, src, masked)
+        if spans is None:
+            tokens, lens, masked, _ = expand_masks(tokens, lens, masked, counts, max_lens=memory_lens)
+        else:  # masks added or deleted where the frames say, the others keep theirs
+            counts = cap_mask_counts(lens, masked, counts, memory_lens)
+            tokens, lens, masked, spans = expand_runs(
+                state.tokens, state.lens, state.masked, state.spans, dest, counts, memory_lens
+            )
         state = state._replace(tokens=tokens, lens=lens, masked=masked, spans=spans)
         if not bool(masked.any()):
             return state._replace(remaining=state.remaining - 1)
@@ -470,4 +537,18 @@ class FrameSums(NamedTuple):
     speech: torch.Tensor  # (B, T + 1) of the CTC non-blank probability
     rate: torch.Tensor  # (B,) tokens per unit of speech mass in the utterance
     ctc_starts: torch.Tensor  # (B, T + 1) of the frames where the CTC best path starts a token
+
+    def with_tokens(self, tokens: torch.Tensor) -> "FrameSums":
+        """The same sums with the rate of ``tokens`` (B,) tokens per utterance."""
+        return self._replace(rate=tokens.to(self.speech.dtype) / self.speech[:, -1].clamp_min(1e-3))
+
+
+def _cat_padded(a: torch.Tensor, b: torch.Tensor, value: int) -> torch.Tensor:
+    """Rows of ``a`` (B, L, *) then of ``b`` (B', L', *), padded with ``value`` to the wider of L, L'."""
+    width = max(a.size(1), b.size(1))
+
+    def pad(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.new_full((x.size(0), width - x.size(1), *x.shape[2:]), value)], 1)
+
+    return torch.cat([pad(a), pad(b)])
 

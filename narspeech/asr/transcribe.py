@@ -5,6 +5,7 @@ Bad inputs never stop a batch job: each unreadable file is reported (named, with
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,30 @@ def decode_features(
     return [tokenizer.decode(ids) for ids in model.infer(x, lens, opts)]
 
 
+def utterance_features(u: Utterance, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """The (T, D) fbank features of an utterance (of its segment when it has one); :class:`AudioError` naming the file
+    when it cannot be read or is too short for the encoder."""
+    seg = u.segment
+    wav = load_audio(u.audio, sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0)
+    f = fbank(wav, sample_rate)
+    if f.size(0) < 7:  # the x4 subsampling needs at least 7 frames for one output frame
+        raise AudioError(f"{u.audio}: too short ({wav.numel() / sample_rate:.3f}s)")
+    return f
+
+
+def readable_features(
+    utts: Iterable[Utterance], skipped: list[str], sample_rate: int = SAMPLE_RATE
+) -> Iterator[tuple[Utterance, torch.Tensor]]:
+    """(utterance, its (T, D) fbank) for each readable utterance, in order; each unreadable one is reported on
+    stderr with the reason, its id appended to ``skipped``, and the rest go on (for diagnostic tools)."""
+    for u in utts:
+        try:
+            yield u, utterance_features(u, sample_rate)
+        except AudioError as e:
+            print(f"skipped utterance {u.utt_id}: {e}", file=sys.stderr)
+            skipped.append(u.utt_id)
+
+
 def transcribe_utterances(
     model: ASRModel,
     tokenizer: Tokenizer,
@@ -58,12 +83,7 @@ def transcribe_utterances(
         errors: dict[str, str] = {}
         for u in group:
             try:
-                seg = u.segment
-                wav = load_audio(u.audio, sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0)
-                f = fbank(wav, sample_rate)
-                if f.size(0) < 7:  # the x4 subsampling needs at least 7 frames for one output frame
-                    raise AudioError(f"{u.audio}: too short ({wav.numel() / sample_rate:.3f}s)")
-                loaded[u.utt_id] = f
+                loaded[u.utt_id] = utterance_features(u, sample_rate)
             except AudioError as e:
                 errors[u.utt_id] = str(e)
         ok = sorted((u for u in group if u.utt_id in loaded), key=lambda u: loaded[u.utt_id].size(0))

@@ -183,17 +183,28 @@ DEFAULT_MODES: dict[str, tuple[str, ...]] = {
 }
 
 
+def default_modes(cfg) -> list[str]:
+    """The modes a model of config ``cfg`` is benchmarked with when none are named: its family's, and for Improved
+    Mask-CTC also K=10 with lengths predicted on CTC's masks only (``+ls1``; egs/*/asr1/RESULTS.md, "third
+    redesign")."""
+    modes = list(DEFAULT_MODES.get(cfg.model.name, ("greedy",)))
+    if cfg.model.name == "mask_ctc" and cfg.model.conf.length_prediction:
+        modes.append("refine10+ls1")
+    return modes
+
+
 def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
-    """``greedy`` | ``beam<N>`` | ``refine<K>[@<threshold>][+lp<length threshold>]`` (a bare ``beam``/``refine``
-    keeps ``base``'s width/passes; ``@0.9`` sets Mask-CTC's masking threshold for this mode, so thresholds tuned per
-    model on a dev set can be compared in one run; ``+lp0.9`` sets Improved Mask-CTC's ``length_threshold``)."""
-    valid = "greedy, beam<N>, refine<K>[@<threshold>][+lp<length threshold>]"
-    m = re.fullmatch(r"(greedy|beam|refine)(\d*)(?:@(\d*\.?\d+))?(?:\+lp(\d*\.?\d+))?", mode)
+    """``greedy`` | ``beam<N>`` | ``refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>]`` (a bare
+    ``beam``/``refine`` keeps ``base``'s width/passes; ``@0.9`` sets Mask-CTC's masking threshold for this mode, so
+    thresholds tuned per model on a dev set can be compared in one run; ``+lp0.9`` sets Improved Mask-CTC's
+    ``length_threshold``, ``+ls1`` its ``length_steps``)."""
+    valid = "greedy, beam<N>, refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>]"
+    m = re.fullmatch(r"(greedy|beam|refine)(\d*)(?:@(\d*\.?\d+))?(?:\+lp(\d*\.?\d+))?(?:\+ls(\d+))?", mode)
     if m is None:
         raise ValueError(f"bad decoding mode {mode!r}; valid: {valid}")
-    kind, n, thr, length_thr = m.groups()
-    if (thr is not None or length_thr is not None) and kind != "refine":
-        raise ValueError(f"bad decoding mode {mode!r}: only refine takes @<threshold> and +lp<length threshold>")
+    kind, n, thr, length_thr, length_steps = m.groups()
+    if (thr is not None or length_thr is not None or length_steps is not None) and kind != "refine":
+        raise ValueError(f"bad decoding mode {mode!r}: only refine takes @<threshold>, +lp and +ls")
     if kind == "greedy":
         if n:
             raise ValueError(f"bad decoding mode {mode!r}: greedy takes no number")
@@ -207,6 +218,8 @@ def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
         opts = replace(opts, threshold=float(thr))
     if length_thr is not None:  # above 1: the length head is never followed (CTC's counts are kept)
         opts = replace(opts, length_threshold=float(length_thr))
+    if length_steps is not None:
+        opts = replace(opts, length_steps=int(length_steps))
     return opts
 
 
@@ -268,7 +281,7 @@ def bench_asr(
         mpath, modes = split_model_spec(spec)
         model, tok, cfg = load_model(mpath)
         family = cfg.model.name
-        modes = modes or list(methods or DEFAULT_MODES.get(family, ("greedy",)))
+        modes = modes or list(methods or default_modes(cfg))
         mname = Path(mpath).parent.name if Path(mpath).name == "model.pt" else Path(mpath).stem
         model_base = base
         if family == "imputer":  # a bare "refine" decodes in as many passes as the training blocks were long

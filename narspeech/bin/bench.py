@@ -28,6 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("--threshold", type=float, default=d.threshold, help="Mask-CTC masking threshold")
     a.add_argument("--length-threshold", type=float, default=d.length_threshold,
                    help="Improved Mask-CTC: least length-head probability to change a span's length")
+    a.add_argument("--length-steps", type=int, default=d.length_steps,
+                   help="Improved Mask-CTC: iterations that predict lengths (0 = all)")
     a.add_argument("--ctc-weight", type=float, default=d.ctc_weight, help="AR beam: CTC prefix score weight")
     a.add_argument("--length-bonus", type=float, default=d.length_bonus, help="AR beam: score per token")
     a.add_argument("--ar-ref", default=None, help="system name of the AR reference row (default: widest AR beam)")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.bench.asr import bench_asr
 
     base = ASRDecodeOptions(threshold=args.threshold, length_threshold=args.length_threshold, ctc_weight=args.ctc_weight,
-                            length_bonus=args.length_bonus, iterations=args.iterations)
+                            length_bonus=args.length_bonus, iterations=args.iterations, length_steps=args.length_steps)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
     bench_asr(args.model, args.data, args.out_dir, methods, args.threads, args.batch_size, args.max_utts, args.beam_size,
               gpu=not args.no_gpu, repeats=args.repeats, base_opts=base, ar_ref=args.ar_ref)

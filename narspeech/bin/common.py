@@ -21,6 +21,8 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=float, default=d.threshold, help="Mask-CTC: mask CTC tokens below this probability")
     g.add_argument("--length-threshold", type=float, default=d.length_threshold,
                    help="Improved Mask-CTC: change a masked span's length only at this length-head probability or more")
+    g.add_argument("--length-steps", type=int, default=d.length_steps,
+                   help="Improved Mask-CTC: predict lengths in the first N iterations only (0: in all, as in the paper)")
     g.add_argument("--ctc-weight", type=float, default=d.ctc_weight, help="AR beam: weight of the CTC prefix score")
     g.add_argument("--length-bonus", type=float, default=d.length_bonus, help="AR beam: score per emitted token")
 
@@ -29,7 +31,7 @@ def decode_options(args: argparse.Namespace):
     from narspeech.asr.base import ASRDecodeOptions
 
     return ASRDecodeOptions(method=args.method, beam_size=args.beam_size, iterations=args.iterations,
-                            threshold=args.threshold, length_threshold=args.length_threshold,
+                            threshold=args.threshold, length_threshold=args.length_threshold, length_steps=args.length_steps,
                             ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
 
 

@@ -2,16 +2,19 @@
 arXiv:2010.13270): merging runs of masks, expanding masks to predicted span lengths, inserting masks, and the
 length-prediction training inputs. Tensor ops over padded (B, L) batches; no loop over positions.
 
-Each function that moves positions also returns an index map (old position -> new, or new -> old), so per-position
-values follow the tokens (:func:`gather_positions`). Mask-CTC's acoustic embeddings are carried as frame intervals
+The functions that move positions return an index map (old position -> new, or new -> old), so per-position values
+follow the tokens (:func:`gather_positions`), or move the frame intervals themselves (:func:`expand_runs`).
+Mask-CTC's acoustic embeddings are carried as frame intervals
 (``spans`` (B, L, 2): [start, end) encoder frames per position, ordered along each row): a masked position owns the
 audio between its unmasked neighbours (:func:`neighbour_spans`), merged runs take the union of theirs
-(:func:`merge_spans`), and the masks a span expands to get back their own intervals when its length is kept, else
-split its interval evenly (:func:`expanded_spans`, :func:`split_spans`)."""
+(:func:`merge_spans`), and after a length prediction the masks a run gains go where its frames are, the others
+keeping theirs (:func:`expand_runs`); training can also share a run's interval evenly among its masks
+(:func:`split_spans`)."""
 
 from __future__ import annotations
 
 import torch
+from rapidfuzz.distance import Levenshtein
 from torch import nn
 
 from narspeech.nat.refine import uniform_mask
@@ -69,6 +72,8 @@ def neighbour_spans(
     one interval (each of them the whole gap); :func:`split_spans` shares it out.
     """
     B, L = masked.shape
+    if L == 0:
+        return spans
     kept = ~masked & ~make_pad_mask(lens, L)
     ends = torch.where(kept, spans[..., 1], torch.zeros_like(spans[..., 1]))
     prev_end = torch.cat([ends.new_zeros(B, 1), ends[:, :-1]], 1).cummax(1).values
@@ -115,30 +120,119 @@ def split_spans(spans: torch.Tensor, group: torch.Tensor, masked: torch.Tensor) 
     return torch.where(masked.unsqueeze(-1), new, spans)
 
 
-def expanded_spans(
-    old_spans: torch.Tensor, merged_spans: torch.Tensor, dest: torch.Tensor, src: torch.Tensor, masked: torch.Tensor
-) -> torch.Tensor:
-    """Frame intervals of the positions after a merge (:func:`merge_mask_runs`) and an expansion
-    (:func:`expand_masks`): a run of masks that expands back to as many masks as it had gives them back the
-    intervals they had before the merge, in order (a CTC token's own frames: the count CTC emitted is kept, so is
-    its alignment); the masks of a run whose length changed share its merged interval evenly
-    (:func:`split_spans`); unmasked positions keep theirs.
+def expand_runs(
+    tokens: torch.Tensor,
+    lens: torch.Tensor,
+    masked: torch.Tensor,
+    spans: torch.Tensor,
+    dest: torch.Tensor,
+    run_counts: torch.Tensor,
+    num_frames: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Give each run of masks its predicted number of masks where its frames say they are, moving no other mask.
 
-    ``old_spans`` (B, L, 2) before the merge, ``merged_spans`` (B, W, 2) of the merged positions, ``dest`` (B, L)
-    the merged position of each old one (-1 at padding), ``src`` (B, L') the merged position of each new one (-1 at
-    padding), ``masked`` (B, L') -> (B, L', 2). E.g. old masks [2, 4), [4, 7) merged to [2, 9): expanded to two
-    masks -> [2, 4), [4, 7); to three -> [2, 4), [4, 6), [6, 9).
-    """
-    W = merged_spans.size(1)
-    shared = split_spans(gather_positions(merged_spans, src), src, masked)
-    old_first, old_size = _first_of_group(dest, dest >= 0, W)
-    new_first, new_size = _first_of_group(src, src >= 0, W)
-    slot = torch.where(src >= 0, src, torch.full_like(src, W))
-    same = new_size.gather(1, slot) == old_size.gather(1, slot)
-    pos = torch.arange(src.size(1), device=src.device).expand_as(src)
-    old_pos = (old_first.gather(1, slot) + pos - new_first.gather(1, slot)).clamp(0, old_spans.size(1) - 1)
-    restored = gather_positions(old_spans, torch.where(src >= 0, old_pos, torch.full_like(src, -1)))
-    return torch.where((masked & same & (src >= 0)).unsqueeze(-1), restored, shared)
+    A run of k masks whose length head predicts c tokens: with c = k its masks stay as they are (their own
+    frames). With c > k the c - k new masks are shared among the run's gaps of frames (before each mask, and after
+    the last one, up to the neighbouring positions: where CTC emitted blank, as it does over a letter it drops)
+    and its masks' own frames (where CTC emitted one token for two, as for doubled letters), in proportion to
+    their frames (largest remainders first, ties: the earlier; a run without frames spreads them over its gaps);
+    the new masks of a gap share it evenly, and a mask that gets new masks shares its frames evenly with them.
+    With c < k the k - c masks with the fewest frames are deleted (ties: the later one). Splitting the run's
+    frames evenly among all c masks instead (the first form) moves every mask's audio when one is added: measured
+    on the mini dev set, 15 length changes at the first step cost 35 word errors that way.
+
+    ``tokens`` (B, L) before the merge (:func:`merge_mask_runs`), ``lens`` (B,), ``masked`` (B, L), ``spans``
+    (B, L, 2) the ordered [start, end) frames of each position, ``dest`` (B, L) the merged position of each
+    (-1 at padding), ``run_counts`` (B, W) the new number of masks of each merged mask (ignored elsewhere),
+    ``num_frames`` (B,) valid frames -> tokens (B, L'), lens (B,), masked (B, L'), spans (B, L', 2).
+    E.g. a run of masks over [2, 4), [6, 9) between a token ending at frame 1 and one starting at 12 (gaps of 1, 2
+    and 3 frames): count 3 -> [2, 4), [6, 7), [7, 9) (the second mask's 3 frames come before the last gap's 3);
+    count 1 -> [6, 9)."""
+    B, L = tokens.shape
+    W = run_counts.size(1)
+    dev = tokens.device
+    valid = dest >= 0
+    m = masked & valid
+    slot = torch.where(valid, dest, torch.full_like(dest, W))
+    first, size = _first_of_group(dest, valid, W)
+    k = size.gather(1, slot)  # size of each position's run (1 at tokens)
+    c = torch.cat([run_counts, run_counts.new_zeros(B, 1)], 1).gather(1, slot)
+    d = torch.where(m, c - k, torch.zeros_like(k))  # > 0: masks to add to the run, < 0: masks to delete
+    pos = torch.arange(L, device=dev).expand(B, L)
+    last = m & (pos - first.gather(1, slot) == k - 1)
+    start, end = spans[..., 0], spans[..., 1]
+    prev_end = torch.cat([start.new_zeros(B, 1), end[:, :-1]], 1)
+    next_start = torch.cat([start[:, 1:], start.new_zeros(B, 1)], 1)
+    next_start = torch.where(pos + 1 < lens.unsqueeze(1), next_start, num_frames.to(start.dtype).unsqueeze(1))
+    gap_before, gap_after = (start - prev_end).clamp_min(0), (next_start - end).clamp_min(0)
+
+    def rank_in_run(score: torch.Tensor, order: torch.Tensor, candidate: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
+        # rank of each candidate within its run by score (high first), then order (low first); -1 elsewhere
+        big = int(order.max()) + 1 if order.numel() else 1
+        top = int(score.max()) + 1 if score.numel() else 1
+        key = run * (top + 1) * big + (top - score) * big + order
+        key = torch.where(candidate, key, torch.full_like(key, torch.iinfo(key.dtype).max))
+        rank = torch.empty_like(key)
+        rank.scatter_(1, key.argsort(1), torch.arange(key.size(1), device=dev).expand_as(key))
+        lowest = torch.full((B, W + 2), key.size(1), dtype=rank.dtype, device=dev)
+        lowest = lowest.scatter_reduce(1, torch.where(candidate, run, W + 1), rank, "amin")
+        return torch.where(candidate, rank - lowest.gather(1, run.clamp(max=W + 1)), torch.full_like(rank, -1))
+
+    # insertions: the candidates are the gap before every mask, every mask's own frames and the gap after the last
+    # mask of its run; each gets a share of the new masks in proportion to its frames (largest remainders first,
+    # ties: the earlier), so the new masks go where the run's audio is; a run without frames spreads them evenly
+    # over its gaps
+    grow = torch.cat([m & (d > 0), m & (d > 0), last & (d > 0)], 1)
+    cand_w = torch.cat([gap_before, (end - start).clamp_min(0), gap_after], 1).long()
+    cand_run = torch.cat([slot, slot, slot], 1)
+    run_w = cand_w.new_zeros(B, W + 1).scatter_add_(1, cand_run, torch.where(grow, cand_w, 0))
+    no_frames = run_w.gather(1, cand_run) == 0
+    is_gap = torch.cat([torch.ones_like(m), torch.zeros_like(m), torch.ones_like(m)], 1)
+    cand_w = torch.where(no_frames, is_gap.long(), cand_w)
+    total = torch.where(no_frames, torch.cat([k + 1, k + 1, k + 1], 1), run_w.gather(1, cand_run)).clamp_min(1)
+    add = torch.cat([d, d, d], 1).clamp_min(0)
+    quota = add * cand_w
+    base = quota // total
+    left = add - cand_w.new_zeros(B, W + 1).scatter_add_(1, cand_run, torch.where(grow, base, 0)).gather(1, cand_run)
+    order = torch.cat([3 * pos, 3 * pos + 1, 3 * pos + 2], 1)
+    rem_rank = rank_in_run(quota % total, order, grow, cand_run)
+    extra = torch.where(grow, base + (rem_rank < left).long(), torch.zeros_like(base))
+    n_before, n_split, n_after = extra[:, :L], extra[:, L : 2 * L], extra[:, 2 * L :]
+    # deletions: the masks with the fewest frames (the later on ties)
+    shrink = m & (d < 0)
+    width_rank = rank_in_run(-(end - start).clamp_min(0), L - pos, shrink, slot)
+    keep = valid & ~(shrink & (width_rank < -d))
+
+    # per position: new masks in the gap before it, itself (+ the new masks sharing its frames), new masks after it
+    reps = torch.stack([n_before, keep.long() + n_split, n_after], -1).flatten()
+    new_lens = reps.view(B, -1).sum(1)
+    width = int(new_lens.max()) if B else 0
+    kind = torch.arange(3, device=dev).repeat(B * L).repeat_interleave(reps)
+    src = torch.arange(L, device=dev).repeat_interleave(3).repeat(B).repeat_interleave(reps)
+    rows = torch.arange(B, device=dev).repeat_interleave(new_lens)
+    starts = new_lens.cumsum(0) - new_lens
+    out_pos = torch.arange(rows.numel(), device=dev) - starts.repeat_interleave(new_lens)
+    slot_start = reps.cumsum(0) - reps
+    i = torch.arange(rows.numel(), device=dev) - slot_start.repeat_interleave(reps)  # index within its slot
+    n = reps.repeat_interleave(reps)
+    # the frames a slot's positions share: the gap before, the position's own, the gap after
+    lo = torch.where(kind == 0, prev_end[rows, src], torch.where(kind == 1, start[rows, src], end[rows, src]))
+    hi = torch.where(kind == 0, start[rows, src], torch.where(kind == 1, end[rows, src], next_start[rows, src]))
+    w = (hi - lo).clamp_min(0)
+
+    def cut(j: torch.Tensor) -> torch.Tensor:  # the j-th of n even cuts of [lo, hi)
+        return lo + torch.div(j * w, n, rounding_mode="floor")
+
+    piece = torch.stack([cut(i), cut(i + 1)], -1)
+    own = (kind == 1) & (i == 0)  # the position itself (a kept token or mask), first of its slot
+    unsplit = own & (n == 1)
+    out_tokens = tokens.new_full((B, width), PAD_ID)
+    out_masked = torch.zeros(B, width, dtype=torch.bool, device=dev)
+    out_spans = spans.new_zeros(B, width, 2)
+    out_tokens[rows, out_pos] = torch.where(own, tokens[rows, src], torch.full_like(src, MASK_ID))
+    out_masked[rows, out_pos] = torch.where(own, masked[rows, src], torch.ones_like(own))
+    out_spans[rows, out_pos] = torch.where(unsplit.unsqueeze(-1), spans[rows, src], piece.to(spans.dtype))
+    return out_tokens, new_lens, out_masked, out_spans
 
 
 def _continues_mask_run(masked: torch.Tensor) -> torch.Tensor:
@@ -157,8 +251,8 @@ def masked_run_spans(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Each run of masks, with probability ``share_prob`` (drawn per run), shares out evenly and in order the
-    frames between its unmasked neighbours (what the masks of a span whose length changed get in decoding); the
-    masks of the other runs keep their own intervals (those of a span that kept its length, :func:`expanded_spans`).
+    frames between its unmasked neighbours (the new masks of a gap share it so in decoding, :func:`expand_runs`);
+    the masks of the other runs keep their own intervals (as those of a run that keeps its length do).
 
     ``spans`` (B, L, 2) token intervals, ``lens`` (B,), ``masked`` (B, L), ``num_frames`` (B,) -> (B, L, 2)."""
     B, L = masked.shape
@@ -211,11 +305,7 @@ def expand_masks(
     """
     B, L = tokens.shape
     valid = ~make_pad_mask(lens, L)
-    mask_reps = torch.where(masked & valid, counts, torch.zeros_like(counts))
-    if max_lens is not None:
-        budget = (max_lens - (valid & ~masked).sum(1)).clamp_min(0).unsqueeze(1)
-        before = mask_reps.cumsum(1) - mask_reps
-        mask_reps = torch.minimum(mask_reps, (budget - before).clamp_min(0))
+    mask_reps = cap_mask_counts(lens, masked, counts, max_lens)
     reps = torch.where(masked, mask_reps, valid.long()).flatten()
     new_lens = reps.view(B, L).sum(1)
     width = int(new_lens.max()) if B else 0
@@ -232,6 +322,20 @@ def expand_masks(
     out_masked[rows, pos] = flat_masked
     out_src[rows, pos] = flat_src
     return out_tokens, new_lens, out_masked, out_src
+
+
+def cap_mask_counts(
+    lens: torch.Tensor, masked: torch.Tensor, counts: torch.Tensor, max_lens: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``counts`` (B, L) at the ``masked`` positions (0 elsewhere and at padding: ``lens`` (B,)), cut so that no
+    row has more than ``max_lens`` (B,) positions with its unmasked tokens (the last masks first; None: uncut)."""
+    valid = ~make_pad_mask(lens, masked.size(1))
+    mask_reps = torch.where(masked & valid, counts, torch.zeros_like(counts))
+    if max_lens is not None:
+        budget = (max_lens - (valid & ~masked).sum(1)).clamp_min(0).unsqueeze(1)
+        before = mask_reps.cumsum(1) - mask_reps
+        mask_reps = torch.minimum(mask_reps, (budget - before).clamp_min(0))
+    return mask_reps
 
 
 def insert_masks(
@@ -271,6 +375,52 @@ def length_targets(
     """
     merged, new_lens, new_masked, spans, dest = merge_mask_runs(tokens, lens, masked)
     target = torch.where(new_masked & (spans <= max_span_length), spans, torch.full_like(spans, IGNORE))
+    return merged, new_lens, target, dest
+
+
+def hypothesis_length_targets(
+    hyp: torch.Tensor,
+    hyp_lens: torch.Tensor,
+    masked: torch.Tensor,
+    refs: list[list[int]],
+    max_span_length: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Length-prediction example from a real hypothesis: merge each run of masks of ``hyp`` into one mask whose
+    target is the number of reference tokens it stands for in the hypothesis' alignment to its reference.
+
+    In decoding the masks are CTC's least confident tokens, and those are where CTC drops and inserts tokens; the
+    corruptions of :func:`length_training_inputs` put their masks anywhere, so their targets are almost always
+    CTC's count. Here the targets come from the edit-distance alignment (Levenshtein, one optimal alignment):
+    a substituted or correct token counts 1, an inserted one 0, and the reference tokens missing between two
+    hypothesis tokens count for the run of masks beside them (the one to the right when both sides are masked,
+    which is one run; lost when neither is: no mask can bring them back).
+
+    ``hyp`` (B, L) ids, ``hyp_lens`` (B,), ``masked`` (B, L) bool, ``refs`` the B references -> decoder input
+    (B, L') with merged masks, lens (B,), targets (B, L') (IGNORE at tokens, padding and runs standing for more than
+    ``max_span_length`` tokens) and ``dest`` (B, L) as in :func:`merge_mask_runs`. E.g. hyp [5, 6, 7, 8], ref
+    [5, 9, 6, 8], masks at 6, 7 -> [5, M, 8] with target 2 at M (9 missing before 6 counts for it, 7 inserted)."""
+    B, L = hyp.shape
+    stands = [[1] * L for _ in range(B)]  # per hypothesis token: 1 if aligned to a reference token, 0 if inserted
+    missing = [[0] * (L + 1) for _ in range(B)]  # reference tokens missing in gap g (just before hyp token g)
+    for b, (row, n, ref) in enumerate(zip(hyp.tolist(), hyp_lens.tolist(), refs)):
+        for op in Levenshtein.editops(row[:n], ref):
+            if op.tag == "delete":
+                stands[b][op.src_pos] = 0
+            elif op.tag == "insert":
+                missing[b][op.src_pos] += 1
+    valid = ~make_pad_mask(hyp_lens, L)
+    masked = masked & valid
+    stands_t = torch.tensor(stands, dtype=torch.long, device=hyp.device).view(B, L)
+    missing_t = torch.tensor(missing, dtype=torch.long, device=hyp.device).view(B, L + 1)
+    right = torch.cat([masked, masked.new_zeros(B, 1)], 1)  # gap g's right neighbour (token g) is masked
+    left = torch.cat([masked.new_zeros(B, 1), masked], 1)  # gap g's left neighbour (token g - 1) is masked
+    per_pos = torch.where(masked, stands_t, torch.zeros_like(stands_t))
+    per_pos = per_pos + (missing_t * right)[:, :L] + (missing_t * (left & ~right))[:, 1:]
+    merged, new_lens, new_masked, _, dest = merge_mask_runs(hyp.masked_fill(masked, MASK_ID), hyp_lens, masked)
+    width = merged.size(1)
+    slot = torch.where(dest >= 0, dest, torch.full_like(dest, width))
+    counts = per_pos.new_zeros(B, width + 1).scatter_add_(1, slot, per_pos)[:, :width]
+    target = torch.where(new_masked & (counts <= max_span_length), counts, torch.full_like(counts, IGNORE))
     return merged, new_lens, target, dest
 
 

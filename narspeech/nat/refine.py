@@ -60,11 +60,28 @@ def uniform_mask(
     Rows of length 0 get no mask.
     """
     B, L = tokens.shape
-    pad = make_pad_mask(lens, L)
-    u = torch.rand(B, generator=generator, device=tokens.device)
-    num = (u * lens).floor().long() + 1  # uniform in 1..len
-    num = torch.minimum(num, lens)
-    noise = torch.rand(B, L, generator=generator, device=tokens.device).masked_fill(pad, 2.0)
-    rank = noise.argsort(dim=-1).argsort(dim=-1)
-    mask = (rank < num.unsqueeze(-1)) & ~pad
+    num = _uniform_count(lens, generator)  # drawn before the noise (the order fixes seeded draws)
+    noise = torch.rand(B, L, generator=generator, device=tokens.device)
+    mask = _lowest(noise, lens, num)
     return tokens.masked_fill(mask, mask_id), mask
+
+
+def lowest_scores_mask(
+    scores: torch.Tensor, lens: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Per row, a number of masks uniform in 1..L (L = its length) on the positions with the lowest ``scores``.
+
+    ``scores`` (B, L) (e.g. CTC token confidences: the masks of Mask-CTC decoding at a random threshold), ``lens``
+    (B,) -> mask (B, L) bool. Rows of length 0 get no mask."""
+    return _lowest(scores, lens, _uniform_count(lens, generator))
+
+
+def _uniform_count(lens: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    u = torch.rand(lens.size(0), generator=generator, device=lens.device)
+    return torch.minimum((u * lens).floor().long() + 1, lens)  # uniform in 1..len (0 for empty rows)
+
+
+def _lowest(scores: torch.Tensor, lens: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+    pad = make_pad_mask(lens, scores.size(1))
+    rank = scores.float().masked_fill(pad, float("inf")).argsort(dim=-1).argsort(dim=-1)
+    return (rank < num.unsqueeze(-1)) & ~pad
