@@ -1,6 +1,6 @@
 """``narspeech bench asr --model M.pt[:modes] [M2.pt ...] --data DIR --out-dir OUT [--threads 1]``
 
-Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>][+lp<length threshold>]``; e.g.
+Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>]``; e.g.
 ``exp/ctc/model.pt:greedy,beam10 exp/mask_ctc/model.pt:refine1,refine10 exp/ar/model.pt:beam1,beam10``.
 Without modes each model gets its family's defaults (see narspeech.bench.asr).
 """
