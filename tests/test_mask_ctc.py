@@ -29,7 +29,9 @@ from narspeech.nat.length import (
     expand_masks,
     expand_runs,
     gather_positions,
+    align_to_references,
     hypothesis_length_targets,
+    hypothesis_token_targets,
     insert_masks,
     length_targets,
     length_training_inputs,
@@ -138,6 +140,57 @@ def test_length_hypotheses_add_a_third_copy_to_the_length_loss(acoustic):
         model.ctc_head.bias[0] = 100.0  # blank everywhere: empty hypotheses, no masks in the third copy
     terms = model(batch)
     assert torch.isfinite(terms["length"].value)
+
+
+@pytest.mark.parametrize("acoustic", [False, True])
+@pytest.mark.parametrize("length_prediction", [False, True])
+def test_mlm_hypotheses_add_a_second_mlm_copy(length_prediction, acoustic):
+    """With mlm_hypotheses a second MLM pass runs on the B CTC hypotheses (term mlm_hyp, the MLM's weight) and trains
+    the decoder; while the CTC head emits nothing it is 0 and costs no pass."""
+    model = _tiny(length_prediction, acoustic, mlm_hypotheses=True)
+    rows = []
+    model.decoder.embed.register_forward_pre_hook(lambda m, args: rows.append(args[0].size(0)))
+    batch = _batch()
+    terms = model(batch)
+    assert terms["mlm_hyp"].weight == pytest.approx(0.7) and terms["mlm_hyp"].value > 0
+    assert rows == [3, 3] + ([6] if length_prediction else [])
+    model.zero_grad()
+    terms["mlm_hyp"].value.backward()
+    assert model.decoder.embed.weight.grad.abs().sum() > 0 and model.ctc_head.weight.grad is None  # CTC detached
+    with torch.no_grad():
+        model.ctc_head.bias[0] = 100.0  # blank everywhere: empty hypotheses
+    rows.clear()
+    terms = model(batch)
+    assert terms["mlm_hyp"].value == 0 and rows == [3] + ([6] if length_prediction else [])
+
+
+@pytest.mark.parametrize("length_prediction", [False, True])
+def test_mlm_hypothesis_copy_is_what_the_first_pass_of_decoding_sees(monkeypatch, length_prediction):
+    """mlm_hypotheses: with the masks where decoding at a threshold puts them, the training copy gives the decoder
+    the input tokens and acoustic embeddings of decoding's first mask-predict pass (with length prediction: when
+    the length head keeps every run's length)."""
+    import narspeech.asr.mask_ctc as mask_ctc
+
+    model = _tiny(length_prediction, True, mlm_hypotheses=True).eval()
+    batch = _batch()
+    x, lens = batch["feats"], batch["feat_lens"]
+    seen = []
+    model.decoder.register_forward_pre_hook(lambda m, args: seen.append((args[0].clone(), args[4].clone())))
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, lens)
+        lp = model.ctc_head(h).log_softmax(-1)
+        hyp = ctc_tokens_with_frames(lp, h_lens)
+        threshold = float(hyp[1][~make_pad_mask(hyp[2], hyp[1].size(1))].median())
+        # length_threshold > 1: every run keeps CTC's count, the fill pass then sees CTC's tokens and frames
+        model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold, length_threshold=1.5))
+        decoding = seen[-1]
+        monkeypatch.setattr(mask_ctc, "lowest_scores_mask", lambda c, l: (c < threshold) & ~make_pad_mask(l, c.size(1)))
+        refs = [row[: int(k)] for row, k in zip(batch["tokens"].tolist(), batch["token_lens"].tolist())]
+        assert model._hypothesis_mlm_loss(hyp, refs, h, h_lens, model._frame_sums(h, lp, h_lens)) > 0
+    training = seen[-1]
+    assert (decoding[0] == M).any() and torch.equal(training[0], decoding[0])
+    valid = ~make_pad_mask(hyp[2], hyp[0].size(1))
+    assert torch.allclose(training[1][valid], decoding[1][valid], atol=1e-5)
 
 
 @pytest.mark.parametrize("acoustic", [False, True])
@@ -359,6 +412,24 @@ def test_hypothesis_length_targets_by_hand():
     # a run standing for more tokens than the head has classes gets no target
     _, _, tgt, _ = hypothesis_length_targets(hyp, lens, masked, refs, max_span_length=3)
     assert tgt[2].tolist() == [IGNORE] * 4 and tgt[0, 1] == 2
+
+
+def test_alignment_to_references_and_mlm_targets_by_hand():
+    """Each hypothesis token gets the reference token it is aligned to (a match or a substitution), IGNORE when
+    inserted; missing reference tokens are counted in the gap where they belong. MLM targets: those of the masks."""
+    hyp = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 8], [0, 0, 0, 0]])
+    lens = torch.tensor([4, 4, 0])
+    refs = [[5, 9, 6, 8], [5, 4, 7, 8, 3], [4]]
+    aligned, missing = align_to_references(hyp, lens, refs)
+    # row 0: 9 missing before 6, 7 inserted; row 1: 6 -> 4, 3 missing at the end; row 2: nothing emitted
+    assert aligned.tolist() == [[5, 6, IGNORE, 8], [5, 4, 7, 8], [0, 0, 0, 0]]
+    assert missing.tolist() == [[0, 1, 0, 0, 0], [0, 0, 0, 0, 1], [1, 0, 0, 0, 0]]
+    masked = torch.tensor([[0, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]]).bool()  # row 2's mask lies in padding
+    assert hypothesis_token_targets(hyp, lens, masked, refs).tolist() == [
+        [IGNORE, 6, IGNORE, 8],
+        [5, 4, IGNORE, IGNORE],
+        [IGNORE] * 4,
+    ]
 
 
 def test_lowest_scores_mask_masks_the_least_confident():
@@ -641,7 +712,9 @@ def test_hypothesis_copy_is_what_the_first_length_step_of_decoding_sees(monkeypa
         model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold))
         monkeypatch.setattr(mask_ctc, "lowest_scores_mask", lambda c, l: (c < threshold) & ~make_pad_mask(l, c.size(1)))
         cum = model._frame_sums(h, lp, h_lens, batch["token_lens"])  # the reference's token rate, as in training
-        inp, new_lens, tgt, spans, hyp_cum = model._hypothesis_length_inputs(lp, h_lens, batch["tokens"], batch["token_lens"], cum)
+        refs = [row[: int(k)] for row, k in zip(batch["tokens"].tolist(), batch["token_lens"].tolist())]
+        hyp = ctc_tokens_with_frames(lp, h_lens)
+        inp, new_lens, tgt, spans, hyp_cum = model._hypothesis_length_inputs(hyp, refs, h_lens, cum)
         states = model.decoder.states(inp, new_lens.clamp_min(1), h, h_lens, model._acoustic_inputs(hyp_cum, spans))
         logits = length_logits(states, spans, hyp_cum)
     assert (inp == M).any() and ((inp == M) == (tgt != IGNORE)).all()  # max_span_length 5 covers every run here
@@ -739,14 +812,23 @@ def test_recipe_configs_build_train_and_decode(conf):
 # embeddings 18 (the same epoch as CTC greedy, every token then masked at 0.999, and stable after). Each run
 # gets ~1.7x its measured need.
 @pytest.mark.parametrize(
-    "acoustic, length_prior, hypotheses, epochs",
-    [(False, None, False, 150), (True, None, False, 30), (True, "ctc", False, 30), (True, "ctc", True, 30)],
+    "acoustic, length_prior, hypotheses, mlm_hypotheses, epochs",
+    [
+        (False, None, False, False, 150),
+        (True, None, False, False, 30),
+        (True, None, False, True, 30),
+        (True, "ctc", False, False, 30),
+        (True, "ctc", True, False, 30),
+    ],
 )
-def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, acoustic, length_prior, hypotheses, epochs):
+def test_mask_ctc_overfits_and_refine_reaches_zero_cer(
+    tone_setup, tmp_path, acoustic, length_prior, hypotheses, mlm_hypotheses, epochs
+):
     """Through the real Trainer on the tone corpus: the MLM loss falls more than 10x, and "refine" (K=10, threshold
     0.999, which masks some of the CTC tokens, so the decoder has work to do) transcribes every utterance; with
-    acoustic embeddings in a fifth of the epochs plain Mask-CTC needs; so does Improved Mask-CTC with the CTC-count
-    length prior (``length_prior``), also with the length head trained on CTC hypotheses (``hypotheses``)."""
+    acoustic embeddings in a fifth of the epochs plain Mask-CTC needs, also with the MLM trained on CTC hypotheses
+    too (``mlm_hypotheses``); so does Improved Mask-CTC with the CTC-count length prior (``length_prior``), also
+    with the length head trained on CTC hypotheses (``hypotheses``)."""
     from narspeech.asr.transcribe import transcribe_utterances
     from narspeech.audio.features import SAMPLE_RATE, fbank
     from narspeech.audio.io import load_audio
@@ -759,6 +841,7 @@ def test_mask_ctc_overfits_and_refine_reaches_zero_cer(tone_setup, tmp_path, aco
     cfg["model"]["name"] = "mask_ctc"
     cfg["model"]["conf"]["decoder"] = {"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0}
     cfg["model"]["conf"]["acoustic_embedding"] = acoustic
+    cfg["model"]["conf"]["mlm_hypotheses"] = mlm_hypotheses
     if length_prior is not None:
         cfg["model"]["conf"].update(
             length_prediction=True, length_prior=length_prior, max_span_length=8, length_hypotheses=hypotheses

@@ -378,6 +378,46 @@ def length_targets(
     return merged, new_lens, target, dest
 
 
+def align_to_references(
+    hyp: torch.Tensor, hyp_lens: torch.Tensor, refs: list[list[int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimal edit-distance alignment (Levenshtein, rapidfuzz) of each hypothesis to its reference.
+
+    ``hyp`` (B, L) ids, ``hyp_lens`` (B,), ``refs`` the B references -> per hypothesis token the reference id it is
+    aligned to (a match or a substitution; IGNORE where it is inserted, and 0 at padding) (B, L), and the number of
+    reference tokens missing in each gap (B, L + 1) (gap g: just before hypothesis token g; gap L: after the last).
+    E.g. hyp [5, 6, 7, 8], ref [5, 9, 6, 8] -> [5, 6, IGNORE, 8], missing 1 in gap 1."""
+    B, L = hyp.shape
+    aligned = [[0] * L for _ in range(B)]
+    missing = [[0] * (L + 1) for _ in range(B)]
+    for b, (row, n, ref) in enumerate(zip(hyp.tolist(), hyp_lens.tolist(), refs)):
+        for op in Levenshtein.opcodes(row[:n], ref):
+            if op.tag == "delete":
+                aligned[b][op.src_start : op.src_end] = [IGNORE] * (op.src_end - op.src_start)
+            elif op.tag == "insert":
+                missing[b][op.src_start] += op.dest_end - op.dest_start
+            else:  # equal or replace: one reference token per hypothesis token
+                aligned[b][op.src_start : op.src_end] = ref[op.dest_start : op.dest_end]
+    device = hyp.device
+    return (
+        torch.tensor(aligned, dtype=torch.long, device=device).view(B, L),
+        torch.tensor(missing, dtype=torch.long, device=device).view(B, L + 1),
+    )
+
+
+def hypothesis_token_targets(
+    hyp: torch.Tensor, hyp_lens: torch.Tensor, masked: torch.Tensor, refs: list[list[int]]
+) -> torch.Tensor:
+    """MLM targets for a masked hypothesis (the input Mask-CTC decoding gives its decoder): at each masked token the
+    reference token it is aligned to in :func:`align_to_references` (right or substituted), IGNORE at inserted
+    tokens (no id is right there: a fixed-length decoder cannot delete), at unmasked tokens and at padding.
+
+    ``hyp`` (B, L) ids, ``hyp_lens`` (B,), ``masked`` (B, L) bool, ``refs`` the B references -> (B, L)."""
+    aligned, _ = align_to_references(hyp, hyp_lens, refs)
+    keep = masked & ~make_pad_mask(hyp_lens, hyp.size(1))
+    return torch.where(keep, aligned, torch.full_like(aligned, IGNORE))
+
+
 def hypothesis_length_targets(
     hyp: torch.Tensor,
     hyp_lens: torch.Tensor,
@@ -400,18 +440,9 @@ def hypothesis_length_targets(
     ``max_span_length`` tokens) and ``dest`` (B, L) as in :func:`merge_mask_runs`. E.g. hyp [5, 6, 7, 8], ref
     [5, 9, 6, 8], masks at 6, 7 -> [5, M, 8] with target 2 at M (9 missing before 6 counts for it, 7 inserted)."""
     B, L = hyp.shape
-    stands = [[1] * L for _ in range(B)]  # per hypothesis token: 1 if aligned to a reference token, 0 if inserted
-    missing = [[0] * (L + 1) for _ in range(B)]  # reference tokens missing in gap g (just before hyp token g)
-    for b, (row, n, ref) in enumerate(zip(hyp.tolist(), hyp_lens.tolist(), refs)):
-        for op in Levenshtein.editops(row[:n], ref):
-            if op.tag == "delete":
-                stands[b][op.src_pos] = 0
-            elif op.tag == "insert":
-                missing[b][op.src_pos] += 1
-    valid = ~make_pad_mask(hyp_lens, L)
-    masked = masked & valid
-    stands_t = torch.tensor(stands, dtype=torch.long, device=hyp.device).view(B, L)
-    missing_t = torch.tensor(missing, dtype=torch.long, device=hyp.device).view(B, L + 1)
+    aligned, missing_t = align_to_references(hyp, hyp_lens, refs)
+    stands_t = (aligned != IGNORE).long()  # 1 if aligned to a reference token (padding too: never masked), 0 if inserted
+    masked = masked & ~make_pad_mask(hyp_lens, L)
     right = torch.cat([masked, masked.new_zeros(B, 1)], 1)  # gap g's right neighbour (token g) is masked
     left = torch.cat([masked.new_zeros(B, 1), masked], 1)  # gap g's left neighbour (token g - 1) is masked
     per_pos = torch.where(masked, stands_t, torch.zeros_like(stands_t))
