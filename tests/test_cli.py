@@ -166,6 +166,47 @@ def test_length_accuracy_tool_scores_the_length_head_against_ctc_counts(trained_
     assert run.returncode != 0 and "not an Improved Mask-CTC model (no length head)" in run.stderr
 
 
+def test_ctc_frames_tool_counts_the_errors_of_the_best_path(trained_tone_model, tone_setup):
+    """tools/ctc_frames.py: its substituted + inserted + missing tokens are the edit distance of CTC greedy to the
+    references, the shares are of the right totals, and a model without a CTC head is refused."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+    from rapidfuzz.distance import Levenshtein
+
+    from narspeech.asr.base import ASRDecodeOptions
+    from narspeech.asr.transcribe import utterance_features
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.train.checkpoint import load_model
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "ctc_frames.py"
+    data = tone_setup["train"]
+    out = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(data)],
+                         capture_output=True, text=True, check=True).stdout
+    model, tok, _ = load_model(trained_tone_model)
+    model.eval()
+    distance = frames = empty = 0
+    for u in read_data_dir(data):
+        f = utterance_features(u).unsqueeze(0)
+        hyp = model.infer(f, torch.tensor([f.size(1)]), ASRDecodeOptions("greedy"))[0]
+        distance += Levenshtein.distance(hyp, tok.encode(u.text))
+        empty += not hyp
+        frames += int(model.encoder.subsampling.output_lengths(torch.tensor(f.size(1))))
+    counts = {k: int(v) for k, v in re.findall(r"(substituted|inserted|missing) [\d.]+ % \((\d+)\)", out)}
+    assert set(counts) == {"substituted", "inserted", "missing"}, out
+    assert sum(counts.values()) == distance, out
+    assert f"{frames} encoder frames" in out, out
+    for share, count in re.findall(r"([\d.]+) % \((\d+)\)", out):
+        assert 0.0 <= float(share) <= 100.0 and int(count) >= 0, out
+    run = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(data), "--threshold", "1.01"],
+                         capture_output=True, text=True, check=True)
+    # nothing is 1.01 sure: only a gap between both edges (an empty hypothesis) is out of Mask-CTC's reach
+    assert empty == 0 and "sure (or the utterance's edge): 0.0 % (0)" in run.stdout, run.stdout
+
+
 def test_decode_options_from_the_command_line():
     """Every decoding option of decode/transcribe reaches ASRDecodeOptions; the defaults are the dataclass's."""
     from narspeech.asr.base import ASRDecodeOptions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 
 from narspeech.asr.base import ASRDecodeOptions
@@ -85,9 +86,10 @@ def _tiny_model(block: str = "conformer") -> CTCModel:
 
 
 def test_encoder_output_is_independent_of_padding():
-    """Batched encoding equals per-utterance encoding on the valid frames (padding never leaks)."""
-    for block in ("conformer", "transformer"):
-        enc = Encoder(80, block, 32, 2, 64, 2, 7, 0.0, 8).eval()
+    """Batched encoding equals per-utterance encoding on the valid frames (padding never leaks), with both
+    subsampling front-ends: x4 gives ((T - 1) // 2 - 1) // 2 frames, x2 (T - 1) // 2 - 2."""
+    for block, factor in itertools.product(("conformer", "transformer"), (4, 2)):
+        enc = Encoder(80, block, 32, 2, 64, 2, 7, 0.0, 8, subsampling_factor=factor).eval()
         a, b = torch.randn(1, 100, 80), torch.randn(1, 61, 80)
         x = torch.zeros(2, 100, 80)
         x[0], x[1, :61] = a[0], b[0]
@@ -95,9 +97,14 @@ def test_encoder_output_is_independent_of_padding():
             y, lens = enc(x, torch.tensor([100, 61]))
             ya, la = enc(a, torch.tensor([100]))
             yb, lb = enc(b, torch.tensor([61]))
-        assert lens.tolist() == [la.item(), lb.item()] == [24, 14]
+        n = {4: 14, 2: 28}[factor]
+        assert lens.tolist() == [la.item(), lb.item()] == [{4: 24, 2: 47}[factor], n] == [ya.size(1), yb.size(1)]
         torch.testing.assert_close(y[0], ya[0], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(y[1, :14], yb[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(y[1, :n], yb[0], atol=1e-5, rtol=1e-4)
+        with torch.no_grad():  # the shortest input the recipes accept (7 frames) gives one output frame
+            assert enc(torch.randn(1, 7, 80), torch.tensor([7]))[0].size(1) == 1
+    with pytest.raises(ValueError, match="subsampling_factor"):
+        Encoder(80, subsampling_factor=3)
 
 
 def test_ctc_model_forward_backward_infer():

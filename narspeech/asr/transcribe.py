@@ -46,7 +46,7 @@ def utterance_features(u: Utterance, sample_rate: int = SAMPLE_RATE) -> torch.Te
     seg = u.segment
     wav = load_audio(u.audio, sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0)
     f = fbank(wav, sample_rate)
-    if f.size(0) < 7:  # the x4 subsampling needs at least 7 frames for one output frame
+    if f.size(0) < 7:  # the subsampling front-ends (x4 and x2) need at least 7 frames for one output frame
         raise AudioError(f"{u.audio}: too short ({wav.numel() / sample_rate:.3f}s)")
     return f
 

@@ -1,6 +1,6 @@
 """Transformer (Vaswani et al., 2017) and Conformer (Gulati et al., 2020, arXiv:2005.08100) speech encoders.
 
-Both are ``(x, x_lens) -> (y, y_lens)``: Conv2d x4 subsampling, positional encoding, a stack of blocks, final norm.
+Both are ``(x, x_lens) -> (y, y_lens)``: Conv2d subsampling (x4, or x2), positional encoding, a stack of blocks, final norm.
 Conformer blocks use LayerNorm in the convolution module instead of BatchNorm: statistics then do not depend on
 the batch or on padding, so batched decoding gives exactly the per-utterance result.
 ``layer_hook(i, h, lens)`` runs after block ``i`` (1-based) and may return a new ``h``: the slot Intermediate CTC and
@@ -18,7 +18,7 @@ from torch import nn
 
 from narspeech.nn.mask import make_pad_mask
 from narspeech.nn.pos_enc import PositionalEncoding
-from narspeech.nn.subsampling import Conv2dSubsampling4
+from narspeech.nn.subsampling import SUBSAMPLING
 
 LayerHook = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]
 
@@ -34,7 +34,10 @@ class EncoderConfig:
     num_layers: int = 6
     kernel_size: int = 15  # Conformer depthwise convolution
     dropout: float = 0.1
-    # Conv2d channels of the x4 subsampling; 64 instead of d_model makes the front end ~5x cheaper
+    # time subsampling of the Conv2d front-end: 4 (40 ms frames) or 2 (20 ms; for character CTC on fast speech,
+    # where x4 leaves fewer than two frames per character, measured on the generated sentence corpora)
+    subsampling_factor: int = 4
+    # Conv2d channels of the subsampling; 64 instead of d_model makes the front end ~5x cheaper
     # (it is half of the encoder's CPU time at d_model channels) for no measurable accuracy loss on small models.
     subsampling_channels: int = 64
     # "abs": sinusoidal absolute positions; "none": the Conformer's convolutions alone carry relative position,
@@ -135,6 +138,7 @@ class Encoder(nn.Module):
         dropout: float = 0.1,
         subsampling_channels: int = 64,
         pos_enc: str = "abs",
+        subsampling_factor: int = 4,
     ) -> None:
         super().__init__()
         if block not in BLOCKS:
@@ -142,7 +146,9 @@ class Encoder(nn.Module):
         if pos_enc not in ("abs", "none"):
             raise ValueError(f"unknown positional encoding {pos_enc!r}; valid: abs, none")
         self.d_model = d_model
-        self.subsampling = Conv2dSubsampling4(input_dim, d_model, subsampling_channels)
+        if subsampling_factor not in SUBSAMPLING:
+            raise ValueError(f"unknown subsampling_factor {subsampling_factor}; valid: {sorted(SUBSAMPLING)}")
+        self.subsampling = SUBSAMPLING[subsampling_factor](input_dim, d_model, subsampling_channels)
         self.pos_enc = PositionalEncoding(d_model, dropout) if pos_enc == "abs" else nn.Dropout(dropout)
         self.layers = nn.ModuleList(BLOCKS[block](d_model, num_heads, ffn_dim, kernel_size, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
@@ -150,13 +156,13 @@ class Encoder(nn.Module):
     @classmethod
     def from_config(cls, input_dim: int, cfg: EncoderConfig) -> "Encoder":
         return cls(input_dim, cfg.block, cfg.d_model, cfg.num_heads, cfg.ffn_dim, cfg.num_layers, cfg.kernel_size, cfg.dropout,
-                   cfg.subsampling_channels, cfg.pos_enc)
+                   cfg.subsampling_channels, cfg.pos_enc, cfg.subsampling_factor)
 
     def forward(
         self, x: torch.Tensor, x_lens: torch.Tensor, layer_hook: LayerHook | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x``: (B, T, input_dim) features, ``x_lens``: (B,) valid frames
-        -> ``y``: (B, T', d_model), ``y_lens``: (B,) valid frames after x4 subsampling."""
+        -> ``y``: (B, T', d_model), ``y_lens``: (B,) valid frames after subsampling."""
         h, lens = self.subsampling(x, x_lens)
         h = self.pos_enc(h)
         pad_mask: torch.Tensor | None = make_pad_mask(lens, h.size(1))
