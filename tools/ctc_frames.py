@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from narspeech.asr.transcribe import readable_features
+from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
 from narspeech.nat.length import IGNORE, align_to_references
@@ -38,10 +38,8 @@ def main() -> None:
     n = dict(frames=0, blank=0, pairs=0, adjacent=0, ref=0, sub=0, ins=0, miss=0, miss_adjacent=0, miss_confident=0)
     skipped: list[str] = []
     with torch.inference_mode():
-        for u, feats in readable_features(read_data_dir(args.data), skipped):
-            feats = feats.unsqueeze(0)
-            h, h_lens = model.encode(feats, torch.tensor([feats.size(1)]))
-            hyp, conf, lens, frame_token = ctc_tokens_with_frames(model.ctc_head(h).log_softmax(-1), h_lens)
+        for u, _, h_lens, log_probs in ctc_outputs(model, read_data_dir(args.data), skipped):
+            hyp, conf, lens, frame_token = ctc_tokens_with_frames(log_probs, h_lens)
             T, L, ref = int(h_lens[0]), int(lens[0]), tok.encode(u.text)
             rates.append(len(ref) / max(T, 1))
             n["frames"] += T

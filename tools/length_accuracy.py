@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from narspeech.asr.transcribe import readable_features
+from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
 from narspeech.nat.length import IGNORE, hypothesis_length_targets, merge_mask_runs, merge_spans, neighbour_spans
@@ -34,10 +34,7 @@ def main() -> None:
     n = {"runs": 0, "ctc": 0, "head": 0, "head_tau": 0, "changed": 0, "fixed": 0, "broken": 0, "utts": 0}
     skipped: list[str] = []
     with torch.inference_mode():
-        for u, feats in readable_features(read_data_dir(args.data), skipped):
-            feats = feats.unsqueeze(0)
-            h, h_lens = model.encode(feats, torch.tensor([feats.size(1)]))
-            log_probs = model.ctc_head(h).log_softmax(-1)
+        for u, h, h_lens, log_probs in ctc_outputs(model, read_data_dir(args.data), skipped):
             hyp, conf, lens, frame_token = ctc_tokens_with_frames(log_probs, h_lens)
             masked = conf < args.threshold
             n["utts"] += 1

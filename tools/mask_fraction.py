@@ -8,7 +8,7 @@ import argparse
 
 import torch
 
-from narspeech.asr.transcribe import readable_features
+from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.nat.ctc import ctc_tokens_with_confidence
 from narspeech.train.checkpoint import load_model
@@ -28,10 +28,8 @@ def main() -> None:
     confs: list[torch.Tensor] = []
     skipped: list[str] = []
     with torch.inference_mode():
-        for _, feats in readable_features(read_data_dir(args.data), skipped):
-            feats = feats.unsqueeze(0)
-            h, h_lens = model.encode(feats, torch.tensor([feats.size(1)]))
-            _, conf, lens = ctc_tokens_with_confidence(model.ctc_head(h).log_softmax(-1), h_lens)
+        for _, _, h_lens, log_probs in ctc_outputs(model, read_data_dir(args.data), skipped):
+            _, conf, lens = ctc_tokens_with_confidence(log_probs, h_lens)
             confs.append(conf[0, : int(lens[0])])
     c = torch.cat(confs) if confs else torch.zeros(0)
     if c.numel() == 0:

@@ -64,6 +64,18 @@ def readable_features(
             skipped.append(u.utt_id)
 
 
+def ctc_outputs(
+    model, utts: Iterable[Utterance], skipped: list[str], sample_rate: int = SAMPLE_RATE
+) -> Iterator[tuple[Utterance, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(utterance, encoder output (1, T', d), its frames (1,), CTC log-posteriors (1, T', V)) for each readable
+    utterance at batch 1, for the diagnostic tools (``model``: any model with ``encode`` and ``ctc_head``, in eval
+    mode; iterate under ``torch.inference_mode()``); unreadable ones are skipped and reported as in
+    :func:`readable_features`."""
+    for u, feats in readable_features(utts, skipped, sample_rate):
+        h, h_lens = model.encode(feats.unsqueeze(0), torch.tensor([feats.size(0)]))
+        yield u, h, h_lens, model.ctc_head(h).log_softmax(-1)
+
+
 def transcribe_utterances(
     model: ASRModel,
     tokenizer: Tokenizer,
