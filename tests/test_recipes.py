@@ -152,9 +152,9 @@ def test_mini_recipe(tmp_path: Path) -> None:
     assert {s: n_lines(data / s / "text") for s in ("train", "dev", "test")} == {"train": 24, "dev": 6, "test": 6}
     for s in ("train", "dev", "test"):
         assert validate_data_dir(data / s) == []
-    assert (data / "token_char").is_dir() and (data / "cmvn.json").is_file()
+    assert (data / "token_bpe200").is_dir() and (data / "token_char").is_dir() and (data / "cmvn.json").is_file()
     exp = recipe / "exp/ctc"
-    check_model(exp / "model.pt", "char")
+    check_model(exp / "model.pt", "bpe")
     assert n_lines(exp / "decode/test/hyp.text") == 6
     check_decode(exp / "decode/test", data / "test")
 

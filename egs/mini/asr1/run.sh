@@ -36,7 +36,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-    log "stage 2: character tokenizer and global CMVN statistics"
+    log "stage 2: tokenizers (200 BPE units for the configs, characters for conf/ctc_char.yaml) and global CMVN"
+    narspeech tokens --kind bpe --vocab-size 200 --data data/train --out data/token_bpe200
     narspeech tokens --kind char --data data/train --out data/token_char
     narspeech cmvn --data data/train --out data/cmvn.json --max-utts 500
 fi
