@@ -47,6 +47,66 @@ class CTCModelConfig:
     self_condition: bool = False  # SC-CTC: feed the intermediate posteriors back into the encoder
 
 
+def check_interctc(num_layers: int, layers: Sequence[int], weight: float, self_condition: bool) -> None:
+    """Raise ValueError for Intermediate CTC / self-conditioning options that do not fit an encoder of
+    ``num_layers`` blocks."""
+    bad = [i for i in layers if not 1 <= i < num_layers]
+    if bad:
+        raise ValueError(f"interctc_layers {bad} must be in 1..{num_layers - 1} (the last layer already has the CTC loss)")
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"interctc_weight must be in [0, 1), got {weight}")
+    if self_condition and not layers:
+        raise ValueError("self_condition needs interctc_layers (the layers whose posteriors are fed back)")
+
+
+def encode_interctc(
+    encoder: Encoder,
+    x: torch.Tensor,
+    x_lens: torch.Tensor,
+    ctc_head: nn.Module,
+    layers: Sequence[int],
+    cond_proj: nn.Module | None,
+    collect: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Run ``encoder`` on ``x`` (B, T, D), ``x_lens`` (B,) with Intermediate CTC at the 1-based ``layers``: each
+    one's output goes through the encoder's final norm and the shared ``ctc_head``; with ``cond_proj`` (SC-CTC)
+    the softmax of those logits is projected and added back to the hidden states (training and inference alike).
+    -> encoder output (B, T', d), valid frames (B,), and (with ``collect``) the intermediate logits (B, T', V) per
+    layer. Without ``collect`` and ``cond_proj`` no intermediate head is computed (plain encoder cost)."""
+    inter: list[torch.Tensor] = []
+
+    def hook(i: int, h: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | None:
+        if i not in layers:
+            return None
+        logits = ctc_head(encoder.norm(h))
+        inter.append(logits)
+        return h + cond_proj(logits.softmax(-1)) if cond_proj is not None else None
+
+    use_hook = bool(layers) and (collect or cond_proj is not None)
+    h, lens = encoder(x, x_lens, hook if use_hook else None)
+    return h, lens, inter
+
+
+def ctc_terms(
+    log_probs: torch.Tensor,
+    lens: torch.Tensor,
+    inter: Sequence[torch.Tensor],
+    tokens: torch.Tensor,
+    token_lens: torch.Tensor,
+    interctc_weight: float,
+    scale: float = 1.0,
+) -> dict[str, LossTerm]:
+    """The CTC loss terms: ``ctc`` on the final ``log_probs`` (B, T', V) with weight ``scale * (1 - w)`` and, when
+    there are intermediate logits ``inter``, ``interctc`` (their mean CTC loss) with weight ``scale * w``;
+    ``scale`` is the CTC share of a joint model (Mask-CTC's lambda, as in ESPnet)."""
+    w = interctc_weight if inter else 0.0
+    terms = {"ctc": LossTerm(ctc_loss(log_probs, lens, tokens, token_lens), scale * (1.0 - w))}
+    if inter:
+        losses = [ctc_loss(z.log_softmax(-1), lens, tokens, token_lens) for z in inter]
+        terms["interctc"] = LossTerm(torch.stack(losses).mean(), scale * w)
+    return terms
+
+
 @MODELS.register("ctc")
 class CTCModel(ASRModel):
     """Encoder + linear CTC head; optionally Intermediate CTC and self-conditioning (see the module docstring)."""
@@ -65,14 +125,7 @@ class CTCModel(ASRModel):
         self_condition: bool = False,
     ) -> None:
         super().__init__()
-        num_layers = len(encoder.layers)
-        bad = [i for i in interctc_layers if not 1 <= i < num_layers]
-        if bad:
-            raise ValueError(f"interctc_layers {bad} must be in 1..{num_layers - 1} (the last layer already has the CTC loss)")
-        if not 0.0 <= interctc_weight < 1.0:
-            raise ValueError(f"interctc_weight must be in [0, 1), got {interctc_weight}")
-        if self_condition and not interctc_layers:
-            raise ValueError("self_condition needs interctc_layers (the layers whose posteriors are fed back)")
+        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
         self.vocab_size = vocab_size
         self.cmvn = GlobalCMVN(input_dim)
         self.specaug = specaug
@@ -101,18 +154,7 @@ class CTCModel(ASRModel):
         """Encoder output (B, T', d), valid frames (B,), and (with ``collect``) the intermediate CTC logits
         (B, T', V) per chosen layer. Without ``collect`` and self-conditioning no intermediate head is computed."""
         x = self.specaug(self.cmvn(feats), feat_lens)
-        inter: list[torch.Tensor] = []
-
-        def hook(i: int, h: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | None:
-            if i not in self.interctc_layers:
-                return None
-            logits = self.ctc_head(self.encoder.norm(h))
-            inter.append(logits)
-            return h + self.cond_proj(logits.softmax(-1)) if self.cond_proj is not None else None
-
-        use_hook = bool(self.interctc_layers) and (collect or self.cond_proj is not None)
-        h, lens = self.encoder(x, feat_lens, hook if use_hook else None)
-        return h, lens, inter
+        return encode_interctc(self.encoder, x, feat_lens, self.ctc_head, self.interctc_layers, self.cond_proj, collect)
 
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, lens, _ = self._encode(feats, feat_lens, collect=False)
@@ -127,12 +169,7 @@ class CTCModel(ASRModel):
         """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,)."""
         h, lens, inter = self._encode(batch["feats"], batch["feat_lens"], collect=True)
         tokens, token_lens = batch["tokens"], batch["token_lens"]
-        w = self.interctc_weight if inter else 0.0
-        terms = {"ctc": LossTerm(ctc_loss(self.ctc_head(h).log_softmax(-1), lens, tokens, token_lens), 1.0 - w)}
-        if inter:
-            losses = [ctc_loss(z.log_softmax(-1), lens, tokens, token_lens) for z in inter]
-            terms["interctc"] = LossTerm(torch.stack(losses).mean(), w)
-        return terms
+        return ctc_terms(self.ctc_head(h).log_softmax(-1), lens, inter, tokens, token_lens, self.interctc_weight)
 
     @torch.inference_mode()
     def infer(self, feats: torch.Tensor, feat_lens: torch.Tensor, opts: ASRDecodeOptions = ASRDecodeOptions()) -> list[list[int]]:
