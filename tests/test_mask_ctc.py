@@ -42,7 +42,7 @@ from narspeech.nat.length import (
     split_spans,
 )
 from narspeech.config import ConfigError, config_from_dict, load_config
-from narspeech.nat.ctc import ctc_forced_align, ctc_greedy
+from narspeech.nat.ctc import ctc_forced_align, ctc_greedy, ctc_loss
 from narspeech.nat.refine import lowest_scores_mask, uniform_mask
 from narspeech.nn import make_pad_mask
 from narspeech.registry import MODELS
@@ -123,6 +123,43 @@ def test_forward_backward_infer(length_prediction, acoustic):
         hyps = model.infer(x, lens, ASRDecodeOptions("refine", iterations=K, threshold=0.999))
         assert len(hyps) == 3
         assert all(isinstance(t, int) and 0 < t < VOCAB and t != M for h in hyps for t in h)
+
+
+@pytest.mark.parametrize("length_prediction", [False, True])
+def test_self_conditioned_encoder_option(length_prediction):
+    """interctc_layers / self_condition as in conf ``ctc``: the CTC share lambda splits into (1 - w) * CTC +
+    w * InterCTC (the intermediate loss from the shared head after the encoder's norm), the projected posteriors
+    change the encoder output in training and decoding, and every decoding method runs on the conditioned one."""
+    sc = _tiny(length_prediction, interctc_layers=[1], interctc_weight=0.5, self_condition=True)
+    batch = _batch()
+    terms = sc(batch)
+    expected = {"ctc": 0.15, "interctc": 0.15, "mlm": 0.7} | ({"length": 0.1} if length_prediction else {})
+    assert {k: t.weight for k, t in terms.items()} == pytest.approx(expected)
+    sum(t.weight * t.value for t in terms.values()).backward()
+    assert sc.cond_proj.weight.grad.abs().sum() > 0
+    sc.eval()
+    x, lens = batch["feats"], batch["feat_lens"]
+    h_lens = sc.encoder.subsampling.output_lengths(lens)
+    with torch.no_grad():  # the intermediate loss by hand: block 1, final norm, shared head
+        h, _ = sc.encoder.subsampling(sc.cmvn(x), lens)
+        h = sc.encoder.layers[0](sc.encoder.pos_enc(h), make_pad_mask(h_lens, h.size(1)))
+        inter = ctc_loss(sc.ctc_head(sc.encoder.norm(h)).log_softmax(-1), h_lens, batch["tokens"], batch["token_lens"])
+        torch.testing.assert_close(sc(batch)["interctc"].value, inter)
+        h_sc, _ = sc.encode(x, lens)
+        proj = {k: v.clone() for k, v in sc.cond_proj.state_dict().items()}
+        sc.cond_proj.weight.zero_()
+        sc.cond_proj.bias.zero_()
+        h_zero, _ = sc.encode(x, lens)
+        sc.cond_proj.load_state_dict(proj)
+    assert not torch.allclose(h_sc, h_zero, atol=1e-4)  # decoding sees the conditioned states
+    plain = _tiny(length_prediction).eval()  # same seed: the same weights but for the projection
+    torch.testing.assert_close(h_zero, plain.encode(x, lens)[0])
+    greedy = sc.infer(x, lens, ASRDecodeOptions("greedy"))
+    assert greedy == ctc_greedy(sc.ctc_head(h_sc).log_softmax(-1), h_lens)
+    assert sc.infer(x, lens, ASRDecodeOptions("refine", iterations=3, threshold=0.0)) == greedy
+    assert len(sc.infer(x, lens, ASRDecodeOptions("refine", iterations=3))) == 3
+    with pytest.raises(ValueError, match="self_condition needs"):
+        _tiny(self_condition=True)
 
 
 @pytest.mark.parametrize("acoustic", [False, True])

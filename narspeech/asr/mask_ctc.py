@@ -58,6 +58,11 @@ Measured on the tone corpus of the tests (with the first form of the option, the
 reached CER 0 after 18 epochs with it, 117 without (CTC greedy: 18 and 20); the test's 30-epoch run passes with
 the frame-count input too. Its batch-1 decoder cost grows by a few percent (the pooling and one Linear).
 
+Encoder options as in conf ``ctc`` (:func:`narspeech.asr.ctc.encode_interctc`; ESPnet's Mask-CTC takes the same):
+Intermediate CTC at ``interctc_layers`` with the shared CTC head, the CTC share split ``lambda * ((1 - w) * CTC +
+w * mean(InterCTC))``, and ``self_condition`` (SC-CTC's projected posteriors added back to the hidden states), so
+that refinement starts from a self-conditioned CTC's tokens.
+
 All decoding is batched with padding: rows with different lengths and mask counts share every decoder pass; the
 encoder runs once, and a batch without masks costs no decoder pass.
 """
@@ -73,10 +78,9 @@ import torch
 from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, build_specaug
+from narspeech.asr.ctc import SpecAugConfig, build_specaug, check_interctc, ctc_terms, encode_interctc
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
 from narspeech.nat.ctc import (
-    ctc_loss,
     ctc_forced_align_batch,
     ctc_greedy,
     ctc_path_tokens,
@@ -157,6 +161,11 @@ class MaskCTCConfig:
     # token, the targets the reference tokens aligned to the masks (narspeech.nat.length.hypothesis_token_targets):
     # the reference copy's context and frames are always right, decoding's are CTC's
     mlm_hypotheses: bool = False
+    # encoder options of conf ``ctc`` (narspeech.asr.ctc): Intermediate CTC at these 1-based layers (shared CTC
+    # head) and self-conditioning; the CTC share lambda is split (1 - w) * CTC + w * mean(InterCTC), as in ESPnet
+    interctc_layers: list[int] = field(default_factory=list)
+    interctc_weight: float = 0.0
+    self_condition: bool = False
 
 
 @MODELS.register("mask_ctc")
@@ -183,8 +192,12 @@ class MaskCTCModel(ASRModel):
         length_prior: str = "speech",
         length_hypotheses: bool = False,
         mlm_hypotheses: bool = False,
+        interctc_layers: tuple[int, ...] | list[int] = (),
+        interctc_weight: float = 0.0,
+        self_condition: bool = False,
     ) -> None:
         super().__init__()
+        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
         if not 0.0 < ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in (0, 1) (CTC gives the initial tokens, MLM refines them), got {ctc_weight}")
         if not 0.0 <= lsm_weight < 1.0:
@@ -208,6 +221,9 @@ class MaskCTCModel(ASRModel):
         self.specaug = specaug
         self.encoder = encoder
         self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
+        self.interctc_layers = tuple(interctc_layers)
+        self.interctc_weight = interctc_weight
+        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
         self.decoder = decoder
         self.ctc_weight = ctc_weight
         self.lsm_weight = lsm_weight
@@ -257,23 +273,35 @@ class MaskCTCModel(ASRModel):
             cfg.length_prior,
             cfg.length_hypotheses,
             cfg.mlm_hypotheses,
+            cfg.interctc_layers,
+            cfg.interctc_weight,
+            cfg.self_condition,
         )
 
     # ------------------------------------------------------------------------------------------------ training
 
+    def _encode(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor, collect: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encoder output (B, T', d), valid frames (B,), intermediate CTC logits per layer (with ``collect``)."""
+        x = self.specaug(self.cmvn(feats), feat_lens)
+        return encode_interctc(self.encoder, x, feat_lens, self.ctc_head, self.interctc_layers, self.cond_proj, collect)
+
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(self.specaug(self.cmvn(feats), feat_lens), feat_lens)
+        h, lens, _ = self._encode(feats, feat_lens, collect=False)
+        return h, lens
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:
         """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,).
 
-        Terms: ``ctc``, ``mlm`` (per utterance, summed over its masked tokens), and with length prediction
-        ``length`` (per utterance, summed over the masks of its two corrupted copies)."""
-        h, h_lens = self.encode(batch["feats"], batch["feat_lens"])
+        Terms: ``ctc`` (and ``interctc`` with intermediate layers), ``mlm`` (per utterance, summed over its masked
+        tokens), and with length prediction ``length`` (per utterance, summed over the masks of its two corrupted
+        copies)."""
+        h, h_lens, inter = self._encode(batch["feats"], batch["feat_lens"], collect=True)
         tokens, token_lens = batch["tokens"], batch["token_lens"]
         B = tokens.size(0)
         log_probs = self.ctc_head(h).log_softmax(-1)
-        terms = {"ctc": LossTerm(ctc_loss(log_probs, h_lens, tokens, token_lens), self.ctc_weight)}
+        terms = ctc_terms(log_probs, h_lens, inter, tokens, token_lens, self.interctc_weight, self.ctc_weight)
 
         target = tokens.clamp_min(PAD_ID)  # -1 padding -> a valid id; padding is never masked
         inp, masked = uniform_mask(target, token_lens, MASK_ID)
