@@ -823,14 +823,23 @@ def test_config_errors():
 
 @pytest.mark.parametrize(
     "conf",
-    ["mini/asr1/conf/mask_ctc.yaml", "mini/asr1/conf/mask_ctc_lp.yaml", "fsdd/asr1/conf/mask_ctc.yaml", "fsdd/asr1/conf/mask_ctc_lp.yaml"],
+    [
+        "mini/asr1/conf/mask_ctc.yaml",
+        "mini/asr1/conf/mask_ctc_lp.yaml",
+        "mini/asr1/conf/mask_ctc_sc.yaml",
+        "mini/asr1/conf/mask_ctc_lp_sc.yaml",
+        "fsdd/asr1/conf/mask_ctc.yaml",
+        "fsdd/asr1/conf/mask_ctc_lp.yaml",
+    ],
 )
 def test_recipe_configs_build_train_and_decode(conf):
     cfg = load_config(REPO / "egs" / conf)
     assert cfg.model.name == "mask_ctc"
     torch.manual_seed(0)
     model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, vocab_size=30)
-    assert (model.length_head is not None) == conf.endswith("_lp.yaml")
+    name = Path(conf).stem
+    assert (model.length_head is not None) == ("_lp" in name)
+    assert (model.cond_proj is not None) == name.endswith("_sc")  # the encoder of sc_ctc.yaml
     assert model.acoustic_proj is not None
     batch = _batch()
     batch["tokens"] = batch["tokens"] + 10 * (batch["tokens"] >= 0)
