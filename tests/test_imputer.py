@@ -11,11 +11,11 @@ import torch
 import yaml
 
 from narspeech.asr.base import ASRDecodeOptions
-from narspeech.asr.imputer import ImputerConfig, ImputerModel
+from narspeech.asr.imputer import VALID_MASK_SEED, ImputerConfig, ImputerModel
 from narspeech.config import DataConfig, config_from_dict, load_config
 from narspeech.nat.ctc import ctc_forced_align, ctc_loss
 from narspeech.nat.imputation import block_decode, block_mask, constrain_to_alignment, imputation_loss
-from narspeech.text.tokenizer import MASK_ID
+from narspeech.text.tokenizer import BLANK_ID, MASK_ID
 from narspeech.train.checkpoint import load_checkpoint, load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,8 +199,8 @@ def test_block_decode_fills_the_most_confident_frame_of_every_block_per_pass():
 # ---------------------------------------------------------------- the model
 
 
-def _tiny_model(ctc_weight: float = 0.0, block: str = "conformer", vocab: int = 12, teacher: str = "") -> ImputerModel:
-    cfg = ImputerConfig(teacher=teacher, block_size=4, ctc_weight=ctc_weight)
+def _tiny_model(ctc_weight: float = 0.0, block: str = "conformer", vocab: int = 12, teacher: str = "", **kw) -> ImputerModel:
+    cfg = ImputerConfig(teacher=teacher, block_size=4, ctc_weight=ctc_weight, **kw)
     cfg.encoder.block, cfg.encoder.d_model, cfg.encoder.num_heads, cfg.encoder.ffn_dim = block, 32, 2, 64
     cfg.encoder.num_layers, cfg.encoder.subsampling_channels, cfg.encoder.dropout = 2, 8, 0.0
     cfg.specaug.num_freq_masks = cfg.specaug.num_time_masks = 0
@@ -259,20 +259,66 @@ def test_eval_loss_is_deterministic_and_train_masks_vary():
     assert len({round(model(batch)["imputer"].value.item(), 4) for _ in range(5)}) > 1
 
 
-def test_refine_pass_equals_the_encoder_hook_pass():
-    """The decoding path (front end once, blocks per pass) computes what Encoder.forward with the hook computes."""
+SC = {"interctc_layers": [1], "interctc_weight": 0.5, "self_condition": True}
+
+
+@pytest.mark.parametrize("sc", [False, True])
+def test_refine_pass_equals_the_encoder_hook_pass(sc):
+    """The decoding path (front end once, blocks per pass) computes what Encoder.forward with the hook computes,
+    self-conditioning included."""
     for block in ("conformer", "transformer"):
-        model = _tiny_model(block=block).eval()
+        model = _tiny_model(block=block, **(SC if sc else {})).eval()
         batch = _batch([120, 77])
         align = torch.randint(0, 12, (2, 29), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
-            h_ref, lens = model._frames(model.cmvn(batch["feats"]), batch["feat_lens"], align)
+            h_ref, lens, _ = model._frames(model.cmvn(batch["feats"]), batch["feat_lens"], align)
             h0, lens2 = model._front(batch["feats"], batch["feat_lens"])
             pad = torch.arange(29).unsqueeze(0) >= lens2.unsqueeze(1)
             h = model._blocks(h0, pad, align)
         assert torch.equal(lens, lens2)
         torch.testing.assert_close(h[0], h_ref[0])
         torch.testing.assert_close(h[1, : lens[1]], h_ref[1, : lens[1]])
+
+
+def test_self_conditioned_encoder_option():
+    """interctc_layers / self_condition as in conf ``ctc``: the imputer share splits into (1 - w) * imputer +
+    w * interimputer (the imputation loss of the shared head after block 1 and the encoder's norm, with the same
+    observed frames), the projected posteriors change every pass, and both decoding methods run on them."""
+    batch = _batch([120, 90, 20])
+    model = _tiny_model(ctc_weight=0.2, **SC)
+    terms = model(batch)
+    assert {k: t.weight for k, t in terms.items()} == pytest.approx({"imputer": 0.4, "interimputer": 0.4, "ctc": 0.2})
+    sum(t.weight * t.value for t in terms.values()).backward()
+    assert model.cond_proj.weight.grad.abs().sum() > 0
+    model.eval()
+    feats, feat_lens, tokens, token_lens = (batch[k] for k in ("feats", "feat_lens", "tokens", "token_lens"))
+    with torch.no_grad():  # the intermediate loss by hand, on the eval-mode masks
+        num_frames = model._num_frames(feats)
+        alignment, aligned = model._expert_alignment(feats, feat_lens, tokens, token_lens, num_frames)
+        h0, lens = model._front(feats, feat_lens)
+        masked = block_mask(lens, num_frames, 4, torch.Generator().manual_seed(VALID_MASK_SEED))
+        observed = ~masked & aligned.unsqueeze(1) & (torch.arange(num_frames) < lens.unsqueeze(1))
+        pad = torch.arange(num_frames).unsqueeze(0) >= lens.unsqueeze(1)
+        h1 = model.encoder.layers[0](h0 + model.align_embed(torch.where(observed, alignment, MASK_ID)), pad)
+        z = model.head(model.encoder.norm(h1)).log_softmax(-1)
+        expected = imputation_loss(z, lens, tokens, token_lens, alignment, observed, BLANK_ID)
+        torch.testing.assert_close(model(batch)["interimputer"].value, expected)
+        h_sc, _ = model.encode(feats, feat_lens)
+        proj = {k: v.clone() for k, v in model.cond_proj.state_dict().items()}
+        model.cond_proj.weight.zero_()
+        model.cond_proj.bias.zero_()
+        h_zero, _ = model.encode(feats, feat_lens)
+        model.cond_proj.load_state_dict(proj)
+    assert not torch.allclose(h_sc, h_zero, atol=1e-4)
+    plain = _tiny_model(ctc_weight=0.2).eval()  # same seed: the same weights but for the projection
+    torch.testing.assert_close(h_zero, plain.encode(feats, feat_lens)[0])
+    for method in ("greedy", "refine"):
+        hyps = model.infer(feats, feat_lens, ASRDecodeOptions(method, iterations=4))
+        assert len(hyps) == 3 and all(0 < t < 12 and t != MASK_ID for h in hyps for t in h)
+    with pytest.raises(ValueError, match="self_condition needs"):
+        _tiny_model(self_condition=True)
+    with pytest.raises(ValueError, match="interctc_layers"):
+        _tiny_model(interctc_layers=[2])  # 2 blocks: the last one already has the loss
 
 
 class _CallCounter:
@@ -381,13 +427,21 @@ def test_teacher_alignments_are_its_forced_alignments_and_it_stays_out_of_the_mo
 # ---------------------------------------------------------------- recipe configs
 
 
-@pytest.mark.parametrize("recipe,teacher", [("mini", "exp/ctc/model.pt"), ("fsdd", "exp/conformer_ctc/model.pt")])
-def test_recipe_configs_name_the_ctc_teacher_and_train(recipe, teacher):
+@pytest.mark.parametrize(
+    "recipe,conf,teacher",
+    [
+        ("mini", "imputer.yaml", "exp/ctc/model.pt"),
+        ("mini", "imputer_sc.yaml", "exp/ctc/model.pt"),
+        ("fsdd", "imputer.yaml", "exp/conformer_ctc/model.pt"),
+    ],
+)
+def test_recipe_configs_name_the_ctc_teacher_and_train(recipe, conf, teacher):
     """The teacher path is the CTC model the recipe's run.sh writes; with self-alignment instead (the teacher is not
     trained here) the config's model trains and decodes on a dummy batch."""
     asr1 = REPO / "egs" / recipe / "asr1"
-    cfg = load_config(asr1 / "conf" / "imputer.yaml")
+    cfg = load_config(asr1 / "conf" / conf)
     assert cfg.model.name == "imputer" and cfg.model.conf.teacher == teacher
+    assert (ImputerModel.from_config(cfg.model.conf, 30).cond_proj is not None) == conf.endswith("_sc.yaml")
     base = yaml.safe_load((asr1 / "conf" / ("ctc.yaml" if recipe == "mini" else "conformer_ctc.yaml")).read_text())
     assert cfg.data == DataConfig(**base["data"])  # same data, tokenizer, CMVN as the CTC teacher
     run_sh = (asr1 / "run.sh").read_text()

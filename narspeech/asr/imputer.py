@@ -17,6 +17,12 @@ Training (the imputation objective with the paper's dynamic-programming loss):
    (``imputation_loss``), summed over frames and averaged over utterances like ``ctc_loss``;
    optionally "ctc": plain CTC of an all-masked pass, weighted ``ctc_weight``.
 
+Encoder options as in conf ``ctc`` (``narspeech.asr.ctc``), on the imputation pass: ``interctc_layers`` add the
+imputation loss of the shared head after the encoder's norm at those blocks ("interimputer", the imputer share
+split ``(1 - w) * imputer + w * mean(interimputer)``: Intermediate CTC with the same observed frames), and
+``self_condition`` adds the projected posteriors of those heads back to the hidden states, in every pass
+(training, the all-masked one, and each pass of block decoding).
+
 Decoding (``ASRDecodeOptions.method``): "greedy" = one pass with every frame masked, argmax per frame, CTC collapse;
 "refine" = block decoding in B = ``opts.iterations`` passes (train with ``block_size`` equal to the B you decode
 with): the CMVN/subsampling front end runs once, the blocks after the hook at ``i = 0`` once per pass.
@@ -34,7 +40,7 @@ import torch
 from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, build_specaug
+from narspeech.asr.ctc import SpecAugConfig, build_specaug, check_interctc
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
 from narspeech.nat.ctc import ctc_collapse, ctc_forced_align_batch, ctc_loss
 from narspeech.nat.imputation import block_decode, block_mask, imputation_loss
@@ -56,6 +62,11 @@ class ImputerConfig:
     teacher: str = ""  # trained CTC model file giving the expert alignments ("" = self-alignment by the model itself)
     block_size: int = 8  # B of the training block masking; decode "refine" with iterations = B
     ctc_weight: float = 0.0  # w: loss (1 - w) * imputer + w * CTC of an all-masked pass (0 = no extra pass)
+    # encoder options of conf ``ctc``: the imputation loss also at these 1-based blocks (shared head), its share
+    # split (1 - interctc_weight) * imputer + interctc_weight * mean(interimputer); self-conditioning on them
+    interctc_layers: list[int] = field(default_factory=list)
+    interctc_weight: float = 0.0
+    self_condition: bool = False
 
 
 @MODELS.register("imputer")
@@ -74,8 +85,12 @@ class ImputerModel(ASRModel):
         teacher: str = "",
         block_size: int = 8,
         ctc_weight: float = 0.0,
+        interctc_layers: tuple[int, ...] | list[int] = (),
+        interctc_weight: float = 0.0,
+        self_condition: bool = False,
     ) -> None:
         super().__init__()
+        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         if not 0.0 <= ctc_weight < 1.0:
@@ -91,6 +106,9 @@ class ImputerModel(ASRModel):
         self.teacher = teacher
         self.block_size = block_size
         self.ctc_weight = ctc_weight
+        self.interctc_layers = tuple(interctc_layers)
+        self.interctc_weight = interctc_weight
+        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
         # A plain dict, not a submodule: the teacher stays out of state_dict(), parameters(), .to() and .train().
         self._teacher_cache: dict[str, nn.Module] = {}
 
@@ -104,6 +122,9 @@ class ImputerModel(ASRModel):
             cfg.teacher,
             cfg.block_size,
             cfg.ctc_weight,
+            cfg.interctc_layers,
+            cfg.interctc_weight,
+            cfg.self_condition,
         )
 
     # ---- model passes -----------------------------------------------------------------------------------
@@ -111,19 +132,32 @@ class ImputerModel(ASRModel):
         """Subsampled frames T' of a padded batch (what the alignment tensors are sized to)."""
         return int(self.encoder.subsampling.output_lengths(torch.tensor(feats.size(1))).clamp_min(0))
 
+    def _intermediate(self, i: int, h: torch.Tensor, inter: list[torch.Tensor] | None) -> torch.Tensor:
+        """After block ``i`` (1-based) of a pass: at an intermediate layer, the shared head's logits on the normed
+        states (appended to ``inter`` when given) and, with self-conditioning, ``h`` plus their projected softmax."""
+        if i not in self.interctc_layers or (inter is None and self.cond_proj is None):
+            return h
+        logits = self.head(self.encoder.norm(h))
+        if inter is not None:
+            inter.append(logits)
+        return h + self.cond_proj(logits.softmax(-1)) if self.cond_proj is not None else h
+
     def _frames(
-        self, x: torch.Tensor, feat_lens: torch.Tensor, alignment: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, feat_lens: torch.Tensor, alignment: torch.Tensor | None, collect: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """One full pass on normalized features ``x`` (B, T, D), ``feat_lens`` (B,) given ``alignment`` (B, T')
-        (``<mask>`` where unobserved; None = all masked) -> encoder output (B, T', d), valid frames (B,)."""
+        (``<mask>`` where unobserved; None = all masked) -> encoder output (B, T', d), valid frames (B,), and (with
+        ``collect``) the intermediate head's logits (B, T', V) per ``interctc_layers`` block."""
+        inter: list[torch.Tensor] | None = [] if collect else None
 
         def hook(i: int, h: torch.Tensor, lens: torch.Tensor) -> torch.Tensor | None:
             if i != 0:
-                return None
+                return self._intermediate(i, h, inter)
             a = alignment if alignment is not None else torch.full(h.shape[:2], MASK_ID, dtype=torch.long, device=h.device)
             return h + self.align_embed(a)
 
-        return self.encoder(x, feat_lens, hook)
+        h, lens = self.encoder(x, feat_lens, hook)
+        return h, lens, inter or []
 
     def _front(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The part of a pass that does not depend on the alignment: CMVN, subsampling, positional encoding (what
@@ -136,8 +170,8 @@ class ImputerModel(ASRModel):
         alignment embedding, the blocks, the final norm -> (B, T', d). ``pad_mask`` (B, T') True at padding, or None
         when nothing is padded (as in ``Encoder.forward``)."""
         h = h0 + self.align_embed(alignment)
-        for layer in self.encoder.layers:
-            h = layer(h, pad_mask)
+        for i, layer in enumerate(self.encoder.layers, 1):
+            h = self._intermediate(i, layer(h, pad_mask), None)
         return self.encoder.norm(h)
 
     def _decode_log_probs(self, h: torch.Tensor) -> torch.Tensor:
@@ -148,7 +182,8 @@ class ImputerModel(ASRModel):
 
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The all-masked pass: (B, T, D) fbank, (B,) -> (B, T', d), valid frames (B,)."""
-        return self._frames(self.cmvn(feats), feat_lens, None)
+        h, lens, _ = self._frames(self.cmvn(feats), feat_lens, None)
+        return h, lens
 
     # ---- expert alignments ------------------------------------------------------------------------------
     def _load_teacher(self, device: torch.device) -> nn.Module:
@@ -212,13 +247,17 @@ class ImputerModel(ASRModel):
         masked = block_mask(lens, num_frames, self.block_size, gen)
         observed = ~masked & aligned.unsqueeze(1) & ~make_pad_mask(lens, num_frames)
         x = self.specaug(self.cmvn(feats), feat_lens)
-        h, lens = self._frames(x, feat_lens, torch.where(observed, alignment, MASK_ID))
+        h, lens, inter = self._frames(x, feat_lens, torch.where(observed, alignment, MASK_ID), collect=True)
         log_probs = self.head(h).log_softmax(-1)
         w = self.ctc_weight
+        wi = self.interctc_weight if inter else 0.0
         imputer = imputation_loss(log_probs, lens, tokens, token_lens, alignment, observed, BLANK_ID)
-        terms = {"imputer": LossTerm(imputer, 1.0 - w)}
+        terms = {"imputer": LossTerm(imputer, (1.0 - w) * (1.0 - wi))}
+        if inter:
+            losses = [imputation_loss(z.log_softmax(-1), lens, tokens, token_lens, alignment, observed, BLANK_ID) for z in inter]
+            terms["interimputer"] = LossTerm(torch.stack(losses).mean(), (1.0 - w) * wi)
         if w > 0.0:
-            h_all, _ = self._frames(x, feat_lens, None)
+            h_all, _, _ = self._frames(x, feat_lens, None)
             terms["ctc"] = LossTerm(ctc_loss(self.head(h_all).log_softmax(-1), lens, tokens, token_lens), w)
         return terms
 
