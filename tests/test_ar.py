@@ -205,6 +205,42 @@ def test_forward_backward_infer(one_thread):
         assert len(out) == 4 and all(isinstance(t, int) and t not in (0, 2) for y in out for t in y)
 
 
+def test_self_conditioned_encoder_option(one_thread):
+    """interctc_layers / self_condition as in conf ``ctc``: the CTC share lambda splits into (1 - w) * CTC +
+    w * InterCTC (shared head after block 1 and the encoder's norm), the projected posteriors change the encoder
+    output the decoder and the CTC prefix scores see, and both searches run on it."""
+    cfg = _tiny_config()
+    cfg.interctc_layers, cfg.interctc_weight, cfg.self_condition = [1], 0.4, True
+    torch.manual_seed(0)
+    model = AttentionModel.from_config(cfg, 12)
+    batch = _batch()
+    terms = model(batch)
+    assert {k: t.weight for k, t in terms.items()} == pytest.approx({"ctc": 0.18, "interctc": 0.12, "att": 0.7})
+    sum(t.weight * t.value for t in terms.values()).backward()
+    assert model.cond_proj.weight.grad.abs().sum() > 0
+    model.eval()
+    x, lens = batch["feats"], batch["feat_lens"]
+    with torch.no_grad():  # the intermediate loss by hand
+        h, h_lens = model.encoder.subsampling(model.cmvn(x), lens)
+        pad = torch.arange(h.size(1)).unsqueeze(0) >= h_lens.unsqueeze(1)
+        h = model.encoder.layers[0](model.encoder.pos_enc(h), pad)
+        inter = ctc_loss(model.ctc_head(model.encoder.norm(h)).log_softmax(-1), h_lens, batch["tokens"], batch["token_lens"])
+        torch.testing.assert_close(model(batch)["interctc"].value, inter)
+    h_sc, _ = _encode(model, batch)
+    with torch.no_grad():
+        model.cond_proj.weight.zero_()
+        model.cond_proj.bias.zero_()
+    h_zero, _ = _encode(model, batch)
+    assert not torch.allclose(h_sc, h_zero, atol=1e-4)
+    torch.manual_seed(0)
+    plain = AttentionModel.from_config(_tiny_config(), 12).eval()  # same seed: the same weights but the projection
+    torch.testing.assert_close(h_zero, _encode(plain, batch)[0])
+    for opts in (ASRDecodeOptions("greedy"), ASRDecodeOptions("beam", beam_size=3)):
+        assert len(model.infer(x, lens, opts)) == 4
+    with pytest.raises(ValueError, match="self_condition needs"):
+        AttentionModel.from_config(ARConfig(self_condition=True), 12)
+
+
 def test_decoder_io_and_label_smoothed_loss():
     tokens, lens = torch.tensor([[5, 6, 7], [8, -1, -1]]), torch.tensor([3, 1])
     ys_in, ys_out = decoder_io(tokens, lens)

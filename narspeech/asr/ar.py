@@ -12,6 +12,10 @@ speech recognition", IEEE JSTSP 11(8)).
   prefix score computed by :mod:`narspeech.nat.ctc_prefix_score` on the attention pre-beam only (ESPnet's partial
   scoring: CTC prefix scores for the whole vocabulary would cost V times more for candidates the beam never keeps).
 
+Encoder options as in conf ``ctc`` (:func:`narspeech.asr.ctc.encode_interctc`; ESPnet's joint model takes the
+same): Intermediate CTC at ``interctc_layers`` with the shared CTC head, the CTC share split ``lambda * ((1 - w) *
+CTC + w * mean(InterCTC))``, and ``self_condition`` (SC-CTC's projected posteriors added back to the hidden states).
+
 Global CMVN and SpecAugment live inside the model, so a checkpoint takes raw 80-dim fbank and needs nothing else.
 """
 
@@ -23,9 +27,8 @@ import torch
 from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, build_specaug
+from narspeech.asr.ctc import SpecAugConfig, build_specaug, check_interctc, ctc_terms, encode_interctc
 from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
-from narspeech.nat.ctc import ctc_loss
 from narspeech.nat.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
 from narspeech.nn.decoder import DecoderConfig, TransformerDecoder
 from narspeech.nn.encoder import Encoder, EncoderConfig
@@ -51,6 +54,11 @@ class ARConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)  # d_model is the encoder's
     ctc_weight: float = 0.3  # lambda in lambda * CTC + (1 - lambda) * attention (training only; decoding has its own)
     lsm_weight: float = 0.1  # label smoothing of the attention loss
+    # encoder options of conf ``ctc`` (narspeech.asr.ctc): Intermediate CTC at these 1-based layers (shared CTC
+    # head) and self-conditioning; the CTC share lambda is split (1 - w) * CTC + w * mean(InterCTC), as in ESPnet
+    interctc_layers: list[int] = field(default_factory=list)
+    interctc_weight: float = 0.0
+    self_condition: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,12 @@ class AttentionModel(ASRModel):
         input_dim: int = NUM_MEL_BINS,
         ctc_weight: float = 0.3,
         lsm_weight: float = 0.1,
+        interctc_layers: tuple[int, ...] | list[int] = (),
+        interctc_weight: float = 0.0,
+        self_condition: bool = False,
     ) -> None:
         super().__init__()
+        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1) (1 would leave the decoder untrained), got {ctc_weight}")
         if not 0.0 <= lsm_weight < 1.0:
@@ -92,6 +104,9 @@ class AttentionModel(ASRModel):
         self.specaug = specaug
         self.encoder = encoder
         self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
+        self.interctc_layers = tuple(interctc_layers)
+        self.interctc_weight = interctc_weight
+        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
         self.decoder = decoder
         self.ctc_weight = ctc_weight
         self.lsm_weight = lsm_weight
@@ -106,11 +121,22 @@ class AttentionModel(ASRModel):
             cfg.input_dim,
             cfg.ctc_weight,
             cfg.lsm_weight,
+            cfg.interctc_layers,
+            cfg.interctc_weight,
+            cfg.self_condition,
         )
 
     # ---- training -----------------------------------------------------------------------------------------
+    def _encode(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor, collect: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encoder output (B, T', d), valid frames (B,), intermediate CTC logits per layer (with ``collect``)."""
+        x = self.specaug(self.cmvn(feats), feat_lens)
+        return encode_interctc(self.encoder, x, feat_lens, self.ctc_head, self.interctc_layers, self.cond_proj, collect)
+
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(self.specaug(self.cmvn(feats), feat_lens), feat_lens)
+        h, lens, _ = self._encode(feats, feat_lens, collect=False)
+        return h, lens
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:
         """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,).
@@ -118,13 +144,13 @@ class AttentionModel(ASRModel):
         Both terms are means over utterances of per-utterance sums (over frames for CTC, over the L + 1 output
         tokens for attention), so their scales match and ``ctc_weight`` means what it says.
         """
-        h, lens = self.encode(batch["feats"], batch["feat_lens"])
+        h, lens, inter = self._encode(batch["feats"], batch["feat_lens"], collect=True)
         tokens, token_lens = batch["tokens"], batch["token_lens"]
-        ctc = ctc_loss(self.ctc_head(h).log_softmax(-1), lens, tokens, token_lens)
+        terms = ctc_terms(self.ctc_head(h).log_softmax(-1), lens, inter, tokens, token_lens, self.interctc_weight, self.ctc_weight)
         ys_in, ys_out = decoder_io(tokens, token_lens)
         logits = self.decoder(ys_in, token_lens + 1, h, lens)
         att = label_smoothing_kl(logits, ys_out, self.lsm_weight) / logits.size(0)
-        return {"ctc": LossTerm(ctc, self.ctc_weight), "att": LossTerm(att, 1.0 - self.ctc_weight)}
+        return terms | {"att": LossTerm(att, 1.0 - self.ctc_weight)}
 
     def sequence_log_probs(self, h: torch.Tensor, lens: torch.Tensor, hyps: list[list[int]]) -> torch.Tensor:
         """Teacher-forced attention log-probability ``log p(y + <eos> | x)`` of one hypothesis per utterance.
