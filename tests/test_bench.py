@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from narspeech.asr.base import ASRDecodeOptions
-from narspeech.bench.asr import BenchRow, add_ar_speedups, default_modes, markdown_table, parse_mode, split_model_spec
+from narspeech.bench.asr import (
+    BenchRow,
+    add_ar_speedups,
+    default_modes,
+    markdown_table,
+    parse_mode,
+    plot,
+    plot_styles,
+    split_model_spec,
+)
 
 
 def _row(system: str, model: str, lat: float, device: str = "cpu", thr: float = 10.0) -> BenchRow:
@@ -69,3 +78,18 @@ def test_speedup_is_relative_to_the_widest_ar_beam_on_the_same_device():
 def test_batch_gain_is_throughput_over_the_batch1_loop():
     r = _row("m", "mask_ctc", lat=20.0, thr=250.0)  # batch 1: 50 utt/s
     assert r.batch_gain == pytest.approx(5.0)
+
+
+def test_plot_styles_tell_25_systems_apart_and_the_figure_has_one_legend(tmp_path):
+    """A family bench has ~25 rows: every system gets its own (colour, marker) pair, the rows of one model file
+    share a marker, AR rows are squares; the figure is written with one legend for both panels."""
+    models = ["ctc", "sc_ctc", "mask_ctc", "mask_ctc_sc", "mask_ctc_lp", "imputer", "imputer_sc", "mask_ctc_sc_dec3"]
+    systems = [f"{m} {mode}" for m in models for mode in ("greedy", "refine5", "refine10")] + ["ar beam1", "ar beam10"]
+    styles = plot_styles(systems, {"ar beam1", "ar beam10"})
+    assert len(set(styles.values())) == len(systems) == 26
+    assert styles["ar beam1"][1] == styles["ar beam10"][1] == "s"
+    assert styles["imputer greedy"][1] == styles["imputer refine10"][1] != styles["imputer_sc greedy"][1]
+    assert "s" not in {m for s, (_, m) in styles.items() if not s.startswith("ar ")}
+    rows = [_row(s, "ar" if s.startswith("ar ") else "ctc", 5.0 + i) for i, s in enumerate(systems)]
+    plot(rows, {r.system: [(3, r.lat_mean_ms), (9, r.lat_mean_ms + 1)] for r in rows}, tmp_path / "tradeoff.png")
+    assert (tmp_path / "tradeoff.png").stat().st_size > 1000

@@ -139,6 +139,24 @@ def markdown_table(rows: Sequence[BenchRow]) -> str:
     return "\n".join(lines)
 
 
+# Up to this many rows the trade-off panel labels every point; beyond, the labels overlap and only the legend names them.
+MAX_ANNOTATED_ROWS = 8
+# One marker per model file (the system name's first word), so that two systems sharing a colour differ in shape.
+MARKERS = ("o", "^", "v", "D", "P", "X", "*", "<", ">", "h")
+
+
+def plot_styles(systems: Sequence[str], ar_systems: set[str]) -> dict[str, tuple[int, str]]:
+    """Per system: (colour index into a 20-colour palette, marker). Colours cycle over the systems in order; the
+    marker is that of the model file (first word of the system name), squares for the AR rows, so (colour, marker)
+    pairs stay distinct for up to 20 x len(MARKERS) systems of distinct model files."""
+    models = list(dict.fromkeys(s.split()[0] for s in systems if s not in ar_systems))
+    styles = {}
+    for i, name in enumerate(dict.fromkeys(systems)):
+        marker = "s" if name in ar_systems else MARKERS[models.index(name.split()[0]) % len(MARKERS)]
+        styles[name] = (i % 20, marker)
+    return styles
+
+
 def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], out: Path) -> None:
     import matplotlib
 
@@ -146,14 +164,17 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    # one colour per system in both panels (20 distinct ones before they repeat)
-    names = list(dict.fromkeys([r.system for r in rows] + list(lengths)))
+    # the same colour and marker per system in both panels, one legend for both outside them
+    ar = {r.system for r in rows if r.model == "ar"}
+    styles = plot_styles([r.system for r in rows] + list(lengths), ar)
     palette = plt.get_cmap("tab20")
-    colour = {n: palette(i % palette.N) for i, n in enumerate(names)}
-    for r in rows:  # AR rows as squares, NAR as circles
-        a.scatter(r.lat_mean_ms, r.wer, s=40, marker="s" if r.model == "ar" else "o", color=colour[r.system])
-        a.annotate(f"{r.system} ({r.device})", (r.lat_mean_ms, r.wer), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    a.margins(x=0.25, y=0.2)  # room for the labels
+    annotate = len(rows) <= MAX_ANNOTATED_ROWS
+    for r in rows:
+        c, m = styles[r.system]
+        a.scatter(r.lat_mean_ms, r.wer, s=40, marker=m, color=palette(c), label=f"{r.system} ({r.device})")
+        if annotate:
+            a.annotate(f"{r.system} ({r.device})", (r.lat_mean_ms, r.wer), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    a.margins(x=0.25 if annotate else 0.1, y=0.2)  # room for the labels
     if len({r.lat_mean_ms > 0 for r in rows}) == 1 and max(r.lat_mean_ms for r in rows) > 10 * min(r.lat_mean_ms for r in rows):
         a.set_xscale("log")  # AR beam search is often 10-100x slower than the NAR rows
     a.set_xlabel("latency per utterance, batch 1 (ms)")
@@ -163,14 +184,16 @@ def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], 
     for name, pts in lengths.items():
         if pts:
             xs, ys = zip(*pts)
-            b.scatter(xs, ys, s=8, label=name, alpha=0.6, color=colour[name])
+            c, m = styles[name]
+            b.scatter(xs, ys, s=8, marker=m, alpha=0.6, color=palette(c))
     b.set_xlabel("output length (tokens)")
     b.set_ylabel("latency, batch 1 (ms)")
     b.set_title("decode latency vs output length")
-    b.legend(fontsize=7)
     b.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.legend(*a.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               ncol=1 + len(rows) // 26)
+    fig.savefig(out, dpi=120, bbox_inches="tight")  # "tight" widens the canvas to the legend
     plt.close(fig)
 
 
