@@ -24,11 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, build_specaug, check_interctc, ctc_terms, encode_interctc
-from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
+from narspeech.asr.ctc import CTCEncoderMixin, SpecAugConfig, build_specaug, ctc_terms
+from narspeech.audio.features import NUM_MEL_BINS, SpecAugment
 from narspeech.nat.ctc_prefix_score import CTCPrefixScorer, CTCPrefixState
 from narspeech.nn.decoder import DecoderConfig, TransformerDecoder
 from narspeech.nn.encoder import Encoder, EncoderConfig
@@ -70,7 +69,7 @@ class ARHypothesis:
 
 
 @MODELS.register("ar")
-class AttentionModel(ASRModel):
+class AttentionModel(CTCEncoderMixin, ASRModel):
     """Encoder + CTC head + causal Transformer decoder (see the module docstring)."""
 
     Config = ARConfig
@@ -90,7 +89,6 @@ class AttentionModel(ASRModel):
         self_condition: bool = False,
     ) -> None:
         super().__init__()
-        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1) (1 would leave the decoder untrained), got {ctc_weight}")
         if not 0.0 <= lsm_weight < 1.0:
@@ -99,14 +97,7 @@ class AttentionModel(ASRModel):
             raise ValueError("decoder must be causal (TransformerDecoder(causal=True)) for autoregressive decoding")
         if decoder.embed.embedding_dim != encoder.d_model:
             raise ValueError(f"decoder d_model {decoder.embed.embedding_dim} != encoder d_model {encoder.d_model}")
-        self.vocab_size = vocab_size
-        self.cmvn = GlobalCMVN(input_dim)
-        self.specaug = specaug
-        self.encoder = encoder
-        self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
-        self.interctc_layers = tuple(interctc_layers)
-        self.interctc_weight = interctc_weight
-        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
+        self._init_ctc_encoder(vocab_size, input_dim, encoder, specaug, interctc_layers, interctc_weight, self_condition)
         self.decoder = decoder
         self.ctc_weight = ctc_weight
         self.lsm_weight = lsm_weight
@@ -127,17 +118,6 @@ class AttentionModel(ASRModel):
         )
 
     # ---- training -----------------------------------------------------------------------------------------
-    def _encode(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, collect: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Encoder output (B, T', d), valid frames (B,), intermediate CTC logits per layer (with ``collect``)."""
-        x = self.specaug(self.cmvn(feats), feat_lens)
-        return encode_interctc(self.encoder, x, feat_lens, self.ctc_head, self.interctc_layers, self.cond_proj, collect)
-
-    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, lens, _ = self._encode(feats, feat_lens, collect=False)
-        return h, lens
-
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:
         """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,).
 

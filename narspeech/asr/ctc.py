@@ -107,8 +107,47 @@ def ctc_terms(
     return terms
 
 
+class CTCEncoderMixin:
+    """The front of every model on conf ``ctc``'s encoder: global CMVN, SpecAugment, the encoder, its linear CTC
+    head, and the Intermediate CTC / self-conditioning options. ``__init__`` calls :meth:`_init_ctc_encoder`
+    (after ``nn.Module.__init__``); ``encode`` / ``_encode`` run the encoder with the options."""
+
+    def _init_ctc_encoder(
+        self,
+        vocab_size: int,
+        input_dim: int,
+        encoder: Encoder,
+        specaug: SpecAugment,
+        interctc_layers: Sequence[int],
+        interctc_weight: float,
+        self_condition: bool,
+    ) -> None:
+        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
+        self.vocab_size = vocab_size
+        self.cmvn = GlobalCMVN(input_dim)
+        self.specaug = specaug
+        self.encoder = encoder
+        self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
+        self.interctc_layers = tuple(interctc_layers)
+        self.interctc_weight = interctc_weight
+        # one projection shared by all conditioned layers, as in the paper and ESPnet
+        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
+
+    def _encode(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor, collect: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Encoder output (B, T', d), valid frames (B,), and (with ``collect``) the intermediate CTC logits
+        (B, T', V) per chosen layer. Without ``collect`` and self-conditioning no intermediate head is computed."""
+        x = self.specaug(self.cmvn(feats), feat_lens)
+        return encode_interctc(self.encoder, x, feat_lens, self.ctc_head, self.interctc_layers, self.cond_proj, collect)
+
+    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, lens, _ = self._encode(feats, feat_lens, collect=False)
+        return h, lens
+
+
 @MODELS.register("ctc")
-class CTCModel(ASRModel):
+class CTCModel(CTCEncoderMixin, ASRModel):
     """Encoder + linear CTC head; optionally Intermediate CTC and self-conditioning (see the module docstring)."""
 
     Config = CTCModelConfig
@@ -125,16 +164,7 @@ class CTCModel(ASRModel):
         self_condition: bool = False,
     ) -> None:
         super().__init__()
-        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
-        self.vocab_size = vocab_size
-        self.cmvn = GlobalCMVN(input_dim)
-        self.specaug = specaug
-        self.encoder = encoder
-        self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
-        self.interctc_layers = tuple(interctc_layers)
-        self.interctc_weight = interctc_weight
-        # one projection shared by all conditioned layers, as in the paper and ESPnet
-        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
+        self._init_ctc_encoder(vocab_size, input_dim, encoder, specaug, interctc_layers, interctc_weight, self_condition)
 
     @classmethod
     def from_config(cls, cfg: CTCModelConfig, vocab_size: int) -> "CTCModel":
@@ -147,18 +177,6 @@ class CTCModel(ASRModel):
             cfg.interctc_weight,
             cfg.self_condition,
         )
-
-    def _encode(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, collect: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Encoder output (B, T', d), valid frames (B,), and (with ``collect``) the intermediate CTC logits
-        (B, T', V) per chosen layer. Without ``collect`` and self-conditioning no intermediate head is computed."""
-        x = self.specaug(self.cmvn(feats), feat_lens)
-        return encode_interctc(self.encoder, x, feat_lens, self.ctc_head, self.interctc_layers, self.cond_proj, collect)
-
-    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, lens, _ = self._encode(feats, feat_lens, collect=False)
-        return h, lens
 
     def ctc_log_probs(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, D) fbank, (B,) -> CTC log posteriors (B, T', V), valid frames (B,)."""

@@ -78,8 +78,8 @@ import torch
 from torch import nn
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.asr.ctc import SpecAugConfig, build_specaug, check_interctc, ctc_terms, encode_interctc
-from narspeech.audio.features import NUM_MEL_BINS, GlobalCMVN, SpecAugment
+from narspeech.asr.ctc import CTCEncoderMixin, SpecAugConfig, build_specaug, ctc_terms
+from narspeech.audio.features import NUM_MEL_BINS, SpecAugment
 from narspeech.nat.ctc import (
     ctc_forced_align_batch,
     ctc_greedy,
@@ -169,7 +169,7 @@ class MaskCTCConfig:
 
 
 @MODELS.register("mask_ctc")
-class MaskCTCModel(ASRModel):
+class MaskCTCModel(CTCEncoderMixin, ASRModel):
     """Encoder + CTC head + non-causal decoder (+ span-length classifier); see the module docstring."""
 
     Config = MaskCTCConfig
@@ -197,7 +197,6 @@ class MaskCTCModel(ASRModel):
         self_condition: bool = False,
     ) -> None:
         super().__init__()
-        check_interctc(len(encoder.layers), interctc_layers, interctc_weight, self_condition)
         if not 0.0 < ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in (0, 1) (CTC gives the initial tokens, MLM refines them), got {ctc_weight}")
         if not 0.0 <= lsm_weight < 1.0:
@@ -216,14 +215,7 @@ class MaskCTCModel(ASRModel):
             raise ValueError("decoder must be non-causal (a conditional masked LM)")
         if vocab_size <= max(NEVER_PREDICTED):
             raise ValueError(f"vocab_size {vocab_size} leaves no room for tokens after the reserved ids")
-        self.vocab_size = vocab_size
-        self.cmvn = GlobalCMVN(input_dim)
-        self.specaug = specaug
-        self.encoder = encoder
-        self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
-        self.interctc_layers = tuple(interctc_layers)
-        self.interctc_weight = interctc_weight
-        self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
+        self._init_ctc_encoder(vocab_size, input_dim, encoder, specaug, interctc_layers, interctc_weight, self_condition)
         self.decoder = decoder
         self.ctc_weight = ctc_weight
         self.lsm_weight = lsm_weight
@@ -279,17 +271,6 @@ class MaskCTCModel(ASRModel):
         )
 
     # ------------------------------------------------------------------------------------------------ training
-
-    def _encode(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, collect: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Encoder output (B, T', d), valid frames (B,), intermediate CTC logits per layer (with ``collect``)."""
-        x = self.specaug(self.cmvn(feats), feat_lens)
-        return encode_interctc(self.encoder, x, feat_lens, self.ctc_head, self.interctc_layers, self.cond_proj, collect)
-
-    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, lens, _ = self._encode(feats, feat_lens, collect=False)
-        return h, lens
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, LossTerm]:
         """``batch``: feats (B, T, D), feat_lens (B,), tokens (B, L) padded with -1, token_lens (B,).
