@@ -40,6 +40,12 @@ def test_splits_disjoint_by_sentence() -> None:
     assert not texts["train"] & texts["dev"] and not texts["train"] & texts["test"] and not texts["dev"] & texts["test"]
     # dev/test do not depend on the size of train
     assert mini.split_sentences(100, 40, 30, seed=1)["test"] == sets["test"]
+    # the optional eval set comes after train and leaves the other three as they were
+    with_eval = mini.split_sentences(300, 40, 30, seed=1, num_eval=50)
+    assert {s: with_eval[s] for s in sets} == sets and len(with_eval["eval"]) == 50
+    eval_texts = {t for _, t in with_eval["eval"]}
+    assert len(eval_texts) == 50 and not eval_texts & set().union(*texts.values())
+    assert min(i for i, _ in with_eval["eval"]) == 1 + max(i for i, _ in sets["train"])
 
 
 def test_speakers_are_distinct_and_valid() -> None:
@@ -130,6 +136,13 @@ def test_prepare_mini_tiny(tmp_path) -> None:
     mini.prepare_mini(data, audio, num_train=6, num_dev=3, num_test=3, seed=1, nj=1)
     changed = [p.name for p in audio.glob("*.wav") if p.stat().st_mtime_ns != mtimes[p.name]]
     assert len(changed) == len(mtimes)
+
+    # --num-eval adds data/eval (valid, own sentences) and regenerates none of the wavs already there
+    mtimes = {p.name: p.stat().st_mtime_ns for p in audio.glob("*.wav")}
+    sets = mini.prepare_mini(data, audio, num_train=6, num_dev=3, num_test=3, seed=1, nj=1, num_eval=4)
+    assert len(sets["eval"]) == 4 and validate_data_dir(data / "eval") == []
+    assert {p.name: p.stat().st_mtime_ns for p in audio.glob("*.wav") if p.name in mtimes} == mtimes
+    assert not {u.text for u in sets["eval"]} & {u.text for s in ("train", "dev", "test") for u in sets[s]}
 
 
 @needs_espeak

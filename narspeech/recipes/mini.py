@@ -46,6 +46,7 @@ PEAK_LIMIT = 0.95  # louder utterances are scaled down to this peak; quieter voi
 SILENCE_THRESHOLD = 0.01  # |sample| / peak below which an edge sample counts as silence
 MIN_WORDS, MAX_WORDS = 4, 10
 SPLITS = ("train", "dev", "test")
+EVAL_SPLIT = "eval"  # the optional larger held-out set, after train in the sentence stream (``--num-eval``)
 ID_WIDTH = 6  # zero padding of sentence indices, so utterance ids sort numerically up to a million sentences
 MAX_DRAWS_PER_SENTENCE = 200  # rejection-sampling budget before the grammar is declared exhausted
 WORKER_CHUNK = 16  # utterances per task sent to a worker: amortizes pickling without starving the last worker
@@ -206,12 +207,17 @@ def generate_sentences(num: int, seed: int = 0) -> list[str]:
     return out
 
 
-def split_sentences(num_train: int, num_dev: int, num_test: int, seed: int = 0) -> dict[str, list[tuple[int, str]]]:
-    """``{set: [(sentence index, text), ...]}``: test first, dev next, train last in the seeded sentence stream."""
-    texts = generate_sentences(num_test + num_dev + num_train, seed)
-    bounds = {"test": (0, num_test), "dev": (num_test, num_test + num_dev)}
-    bounds["train"] = (num_test + num_dev, len(texts))
-    return {s: [(i, texts[i]) for i in range(*bounds[s])] for s in SPLITS}
+def split_sentences(
+    num_train: int, num_dev: int, num_test: int, seed: int = 0, num_eval: int = 0
+) -> dict[str, list[tuple[int, str]]]:
+    """``{set: [(sentence index, text), ...]}``: test first, dev next, train after them in the seeded sentence stream,
+    and, when ``num_eval`` > 0, an ``eval`` set after train (so adding it changes none of the other three)."""
+    texts = generate_sentences(num_test + num_dev + num_train + num_eval, seed)
+    end_train = num_test + num_dev + num_train
+    bounds = {"test": (0, num_test), "dev": (num_test, num_test + num_dev), "train": (num_test + num_dev, end_train)}
+    if num_eval > 0:
+        bounds[EVAL_SPLIT] = (end_train, end_train + num_eval)
+    return {s: [(i, texts[i]) for i in range(*b)] for s, b in bounds.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -386,19 +392,22 @@ def prepare_mini(
     num_test: int = 150,
     seed: int = 0,
     nj: int = 2,
+    num_eval: int = 0,
 ) -> dict[str, list[Utterance]]:
-    """Generate the corpus: wavs in ``audio_dir``, Kaldi data dirs ``<data_dir>/{train,dev,test}`` (+ ``utt2dur``).
+    """Generate the corpus: wavs in ``audio_dir``, Kaldi data dirs ``<data_dir>/{train,dev,test}`` (+ ``utt2dur``),
+    and ``<data_dir>/eval`` when ``num_eval`` > 0 (a larger held-out set for benchmarks whose differences the
+    150-utterance test set cannot resolve).
 
     Utterance ids are ``<speaker>-<sentence index>`` (e.g. ``spk03-000042``); audio paths are absolute. Existing
     wavs made from the same text and voice are reused. Returns ``{set: utterances}``. Raises
     :class:`narspeech.recipes.espeak.EspeakError` when espeak-ng cannot be used.
     """
-    check_sizes(num_train=num_train, num_dev=num_dev, num_test=num_test)
+    check_sizes(num_train=num_train, num_dev=num_dev, num_test=num_test, num_eval=num_eval)
     require_espeak()
     audio_dir = Path(audio_dir).resolve()
     audio_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    sets = split_sentences(num_train, num_dev, num_test, seed)
+    sets = split_sentences(num_train, num_dev, num_test, seed, num_eval)
     jobs: dict[str, list[SynthJob]] = {}
     for split, sentences in sets.items():
         jobs[split] = []
@@ -407,9 +416,9 @@ def prepare_mini(
             utt_id = f"{spk.id}-{index:0{ID_WIDTH}d}"
             jobs[split].append(SynthJob(utt_id, text, spk.id, spk.voice, spk.rate, spk.pitch,
                                         str(audio_dir / f"{utt_id}.wav")))  # fmt: skip
-    durations = generate_audio([j for split in SPLITS for j in jobs[split]], nj)
+    durations = generate_audio([j for split in sets for j in jobs[split]], nj)
     out: dict[str, list[Utterance]] = {}
-    for split in SPLITS:
+    for split in sets:
         out[split] = [Utterance(j.utt_id, j.path, j.text, j.speaker) for j in jobs[split]]
         write_split(Path(data_dir) / split, out[split], durations)
     logger.info("prepared %s in %.1f s with nj=%d", data_dir, time.perf_counter() - start, nj)
@@ -427,6 +436,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-train", type=int, default=1500, help="training utterances (one sentence each)")
     p.add_argument("--num-dev", type=int, default=150, help="development utterances")
     p.add_argument("--num-test", type=int, default=150, help="test utterances")
+    p.add_argument("--num-eval", type=int, default=0,
+                   help="utterances of an extra held-out set <data-dir>/eval (0 = none), disjoint from the others")
     p.add_argument("--seed", type=int, default=0, help="seed of the sentence stream")
     p.add_argument("--nj", type=int, default=2, help="synthesis processes")
     return p
@@ -439,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         sets = prepare_mini(args.data_dir, args.audio_dir, args.num_train, args.num_dev, args.num_test, args.seed,
-                            args.nj)  # fmt: skip
+                            args.nj, args.num_eval)  # fmt: skip
     except (OSError, ValueError, EspeakError) as e:
         print(f"narspeech prepare mini: error: {e}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ nj=2                      # parallel jobs for data generation
 num_train=1500            # generated utterances per split
 num_dev=150
 num_test=150
+num_eval=0                # > 0: also data/eval, a larger held-out set after train in the sentence stream (benchmarks)
 config=conf/ctc.yaml
 exp=exp/ctc
 train_args=""             # extra dotted overrides, e.g. "train.max_epochs=20 optim.lr=1e-3"
@@ -27,12 +28,15 @@ bench_utts=0              # stage 8: benchmark the first N test utterances (0 = 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     log "stage 0: generate the corpus with espeak-ng (data/{train,dev,test}, audio in data/wav)"
     narspeech prepare mini --data-dir data --audio-dir data/wav --nj "$nj" \
-        --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test"
+        --num-train "$num_train" --num-dev "$num_dev" --num-test "$num_test" --num-eval "$num_eval"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     log "stage 1: validate the data directories"
-    narspeech validate data/train data/dev data/test
+    sets="data/train data/dev data/test"
+    if [ "$num_eval" -gt 0 ]; then sets="$sets data/eval"; fi
+    # shellcheck disable=SC2086
+    narspeech validate $sets
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
