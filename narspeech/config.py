@@ -151,7 +151,10 @@ def config_from_dict(d: dict) -> ExperimentConfig:
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value, read as YAML (``1e-3`` -> float, ``[a, b]`` -> list, ``true`` -> bool)."""
+    """A command-line value, read as YAML (``1e-3`` -> float, ``[a, b]`` -> list, ``true`` -> bool); an empty one
+    (``model.conf.teacher=``) is the empty string, as in Hydra, not YAML's null."""
+    if not text.strip():
+        return ""
     v = yaml.safe_load(text)
     # YAML 1.1 reads "1e-3" as a string; accept it as a float
     if isinstance(v, str):

@@ -59,6 +59,15 @@ def test_overrides_of_every_type():
     assert cfg.train.seed == 7
 
 
+def test_empty_override_is_the_empty_string():
+    # "key=" clears a string option (the Imputer's teacher -> self-alignment) rather than setting YAML's null
+    base = load_config(None, ["model.name=imputer", "model.conf.teacher=exp/ctc/model.pt"])
+    assert base.model.conf.teacher == "exp/ctc/model.pt"
+    for empty in ("", "''", " "):
+        cfg = load_config(None, ["model.name=imputer", "model.conf.teacher=exp/ctc/model.pt", f"model.conf.teacher={empty}"])
+        assert cfg.model.conf.teacher == ""
+
+
 def test_overrides_apply_on_top_of_yaml(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump({
