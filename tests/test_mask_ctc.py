@@ -830,6 +830,7 @@ def test_config_errors():
         "mini/asr1/conf/mask_ctc_lp_sc.yaml",
         "fsdd/asr1/conf/mask_ctc.yaml",
         "fsdd/asr1/conf/mask_ctc_lp.yaml",
+        "fsdd/asr1/conf/mask_ctc_sc.yaml",
     ],
 )
 def test_recipe_configs_build_train_and_decode(conf):

@@ -18,7 +18,7 @@ train_args=""             # extra dotted overrides, e.g. "train.max_minutes=40"
 decode_args=""
 test_sets="test"          # data dirs under data/ to decode (extra sets are added automatically)
 family=false              # stages 6-7: train every model of the NAR family, benchmark them against the AR baseline
-family_models="conformer_ctc sc_ctc mask_ctc mask_ctc_lp imputer ar"   # conf/<name>.yaml -> exp/<name>; conformer_ctc first (Imputer's teacher)
+family_models="conformer_ctc sc_ctc mask_ctc mask_ctc_sc mask_ctc_lp imputer ar"   # conf/<name>.yaml -> exp/<name>; conformer_ctc first (Imputer's teacher)
 bench_threads=1
 
 . ../../../tools/path.sh
