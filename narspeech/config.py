@@ -60,6 +60,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     max_bad_steps: int = 20  # consecutive non-finite losses tolerated before the run aborts
     device: str = "auto"  # "auto", "cpu", "cuda"
+    # a model file (or checkpoint) whose weights start a fresh run (ESPnet's --init_param): fine-tuning with other
+    # loss weights or options; parameters it lacks keep their initialisation. Ignored when resuming from last.pt
+    init_from: str = ""
 
 
 @dataclass

@@ -223,3 +223,62 @@ def test_decode_options_from_the_command_line():
         "refine", beam_size=4, iterations=5, threshold=0.5, length_threshold=0.9, length_steps=1, ctc_weight=0.1,
         length_bonus=0.5,
     )
+
+
+def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model, tone_setup, tmp_path):
+    """tools/mask_oracle.py on a Mask-CTC model started from the trained tone CTC model (``train.init_from``), on
+    the training data with two references changed so that the best path has known errors: its greedy WER is the
+    decoder's, its oracle masks as many tokens as the best path has substituted + inserted ones, threshold 0 leaves
+    refine at greedy, and a CTC model is refused."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+    import yaml
+    from rapidfuzz.distance import Levenshtein
+
+    from narspeech.asr.base import ASRDecodeOptions
+    from narspeech.asr.transcribe import utterance_features
+    from narspeech.config import config_from_dict
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.metrics import word_error_rate
+    from narspeech.train.checkpoint import load_model
+    from narspeech.train.trainer import Trainer
+
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["model"]["name"] = "mask_ctc"
+    cfg["model"]["conf"].update(decoder={"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0},
+                                acoustic_embedding=True, ctc_weight=0.5)
+    cfg["train"].update(max_epochs=2, init_from=str(trained_tone_model))
+    Trainer(config_from_dict(cfg), tmp_path / "mc", resume=False).fit()
+    model_path = tmp_path / "mc" / "last.pt"
+    data = tmp_path / "data"
+    shutil.copytree(tone_setup["train"], data)
+    lines = (data / "text").read_text().splitlines()
+    lines[0] = lines[0].split()[0] + " bag bad cab"  # was "bad cab": a word more
+    lines[1] = lines[1].split()[0] + " face head"  # was "fade head": a word substituted
+    (data / "text").write_text("\n".join(lines) + "\n")
+
+    model, tok, _ = load_model(model_path)
+    refs, hyps, wrong = [], [], 0
+    for u in read_data_dir(data):
+        f = utterance_features(u).unsqueeze(0)
+        hyp = model.infer(f, torch.tensor([f.size(1)]), ASRDecodeOptions("greedy"))[0]
+        refs.append(u.text)
+        hyps.append(tok.decode(hyp))
+        wrong += sum(op.tag in ("replace", "delete") for op in Levenshtein.editops(hyp, tok.encode(u.text)))
+    assert wrong > 0
+    tool = Path(__file__).resolve().parents[1] / "tools" / "mask_oracle.py"
+    out = subprocess.run([sys.executable, str(tool), str(model_path), str(data), "--threshold", "0", "--iterations", "2"],
+                         capture_output=True, text=True, check=True).stdout
+    wers = dict(re.findall(r"^  (\S+) +WER ([\d.]+%)", out, re.M))
+    masks = dict(re.findall(r"^  (\S+) +WER .*\((\d+) tokens masked\)", out, re.M))
+    greedy = word_error_rate(refs, hyps)
+    assert wers["greedy"] == f"{100 * greedy.rate:.2f}%" and greedy.errors > 0, out
+    assert wers["refine"] == wers["greedy"] and masks["refine"] == "0", out
+    assert int(masks["oracle"]) == wrong == int(masks["refine+oracle"]), out
+    run = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(data)], capture_output=True, text=True)
+    assert run.returncode != 0 and "not a Mask-CTC model (ctc)" in run.stderr

@@ -248,3 +248,37 @@ def test_self_conditioned_ctc_overfits_to_zero_cer(tone_setup, tmp_path):
     assert cer.errors == 0, f"CER {cer}: {hyps}"
     hist = load_checkpoint(tmp_path / "sc" / "last.pt")["history"]
     assert hist[-1]["train_interctc"] < 0.1 * hist[0]["train_interctc"]
+
+
+def test_init_from_starts_a_new_model_from_a_trained_ones_weights(trained_tone_model, tone_setup, tmp_path):
+    """``train.init_from``: an SC-CTC run starts from the trained CTC model's weights (its new self-conditioning
+    projection keeps its initialisation) and is as good as that model from its first epoch on; a model whose shapes
+    differ is refused with the tensor named; a resumed run ignores it."""
+    from narspeech.train.trainer import Trainer
+
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["model"]["conf"].update(interctc_layers=[1], interctc_weight=0.5, self_condition=True)
+    cfg["train"].update(init_from=str(trained_tone_model), max_epochs=1)
+    src = load_checkpoint(trained_tone_model)["model"]
+    fresh = Trainer(config_from_dict(cfg), tmp_path / "ft", resume=False)
+    own = fresh.model.state_dict()
+    fresh._try_resume()
+    loaded = fresh.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in src.items())
+    new = [k for k in own if k not in src]
+    assert new and all(k.startswith("cond_proj") for k in new)
+    assert all(torch.equal(loaded[k], own[k]) for k in new)
+
+    Trainer(config_from_dict(cfg), tmp_path / "ft", resume=False).fit()
+    first = load_checkpoint(tmp_path / "ft" / "last.pt")["history"][0]
+    scratch = load_checkpoint(trained_tone_model.parent / "last.pt")["history"][0]
+    assert first["valid_cer"] < 0.1 and scratch["valid_cer"] > 0.5, (first, scratch)
+
+    # resuming: last.pt's weights, not init_from's (a source with other shapes would fail if it were read)
+    other = yaml.safe_load(yaml.safe_dump(cfg))
+    other["model"]["conf"]["encoder"]["d_model"] = 32
+    other["model"]["conf"]["encoder"]["ffn_dim"] = 64
+    with pytest.raises(ValueError, match=r"shapes differ.*encoder"):
+        Trainer(config_from_dict(other), tmp_path / "bad", resume=False)._try_resume()
+    cfg["train"]["init_from"] = str(tmp_path / "missing.pt")
+    Trainer(config_from_dict(cfg), tmp_path / "ft")._try_resume()  # last.pt exists: init_from is not read

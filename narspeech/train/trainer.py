@@ -149,9 +149,31 @@ class Trainer:
         if self.dist.is_main:
             ckpt_lib.save_atomic(self._ckpt(full=True), self.exp_dir / "last.pt")
 
+    def _init_from(self, path: str) -> None:
+        """Start from the weights of the model file ``path`` (``train.init_from``): every parameter and buffer it
+        has with the same name and shape; one with another shape is an error naming it, and the names it lacks (new
+        options) or has beyond this model are logged."""
+        src = ckpt_lib.load_checkpoint(path, "cpu")["model"]
+        own = self.model.state_dict()
+        bad = [f"{k} {tuple(v.shape)} (this model: {tuple(own[k].shape)})" for k, v in src.items()
+               if k in own and v.shape != own[k].shape]
+        if bad:
+            raise ValueError(f"train.init_from {path}: shapes differ from this model's: {'; '.join(bad)}")
+        shared = {k: v for k, v in src.items() if k in own}
+        if not shared:
+            raise ValueError(f"train.init_from {path}: no parameter in common with this model ({self.cfg.model.name})")
+        self.model.load_state_dict(shared, strict=False)
+        missing = sorted(set(own) - set(src))
+        extra = sorted(set(src) - set(own))
+        log.info("initialised %d of %d tensors from %s%s%s", len(shared), len(own), path,
+                 f"; not in it (left as initialised): {', '.join(missing)}" if missing else "",
+                 f"; in it but not in this model (ignored): {', '.join(extra)}" if extra else "")
+
     def _try_resume(self) -> None:
         path = self.exp_dir / "last.pt"
         if not (self.resume and path.exists()):
+            if self.cfg.train.init_from:
+                self._init_from(self.cfg.train.init_from)
             return
         c = ckpt_lib.load_checkpoint(path, "cpu")
         self.model.load_state_dict(c["model"])

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""How much can Mask-CTC's refinement fix? Its WER with the masks chosen by the references instead of the threshold.
+
+For a Mask-CTC model (``mask_ctc``, with or without length prediction) and a data dir with references, this decodes
+each utterance (batch 1) four ways from the same CTC best path and prints the WER of each:
+
+- ``greedy``: the CTC best path itself;
+- ``refine``: Mask-CTC decoding, the tokens below ``--threshold`` masked (what ``narspeech decode --method refine``
+  does);
+- ``oracle``: exactly the wrong CTC tokens masked (substituted and inserted ones in the edit-distance alignment of
+  the best path to the reference, ``narspeech.nat.length.align_to_references``; with a length head also the token
+  after each gap that misses reference tokens, the one before it at the end), and nothing else;
+- ``refine+oracle``: both sets of masks.
+
+Without length prediction a masked token is re-predicted but never deleted, and nothing is inserted: ``oracle`` is
+then a bound on what refinement can do given CTC's token count. The counts of the masks it sets are printed too.
+Usage: tools/mask_oracle.py MODEL.pt DATA_DIR [--threshold 0.999] [--iterations 10] [--length-steps 1]
+"""
+import argparse
+
+import torch
+
+from narspeech.asr.transcribe import ctc_outputs
+from narspeech.data.kaldi import read_data_dir
+from narspeech.metrics import word_error_rate
+from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
+from narspeech.nat.length import IGNORE, align_to_references
+from narspeech.text.tokenizer import MASK_ID
+from narspeech.train.checkpoint import load_model
+
+WAYS = ("greedy", "refine", "oracle", "refine+oracle")
+
+
+def oracle_mask(hyp: torch.Tensor, n: int, ref: list[int], lengths: bool) -> torch.Tensor:
+    """(n,) bool: the wrong tokens of the hypothesis ``hyp[:n]`` against ``ref`` (and, with ``lengths``, a token beside
+    each gap missing reference tokens)."""
+    aligned, missing = align_to_references(hyp[:n].unsqueeze(0), torch.tensor([n]), [ref])
+    aligned, missing = aligned[0, :n], missing[0]
+    wrong = (aligned == IGNORE) | (aligned != hyp[:n])
+    if lengths and n > 0:
+        gaps = missing.nonzero().flatten().clamp_max(n - 1)  # gap g lies before token g; the last one after token n-1
+        wrong[gaps] = True
+    return wrong
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("data")
+    ap.add_argument("--threshold", type=float, default=0.999, help="refine masks the CTC tokens below this")
+    ap.add_argument("--iterations", type=int, default=10, help="K refinement iterations")
+    ap.add_argument("--length-steps", type=int, default=0, help="length prediction in the first N iterations only")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model, tok, cfg = load_model(args.model)
+    model.eval()
+    if cfg.model.name != "mask_ctc":
+        raise SystemExit(f"{args.model}: not a Mask-CTC model ({cfg.model.name})")
+    lengths = model.length_head is not None
+    refs: list[str] = []
+    hyps: dict[str, list[str]] = {w: [] for w in WAYS}
+    n_masks = {w: 0 for w in WAYS[1:]}
+    n_tokens = 0
+    skipped: list[str] = []
+    with torch.inference_mode():
+        for u, h, h_lens, log_probs in ctc_outputs(model, read_data_dir(args.data), skipped):
+            tokens, conf, lens, frame_token = ctc_tokens_with_frames(log_probs, h_lens)
+            n = int(lens[0])
+            n_tokens += n
+            spans = token_spans(frame_token, tokens.size(1)) if model.acoustic_proj is not None else None
+            below = conf[0, :n] < args.threshold
+            wrong = oracle_mask(tokens[0], n, tok.encode(u.text), lengths)
+            refs.append(u.text)
+            hyps["greedy"].append(tok.decode(tokens[0, :n].tolist()))
+            for way, m in zip(WAYS[1:], (below, wrong, below | wrong)):
+                n_masks[way] += int(m.sum())
+                masked = m.unsqueeze(0)
+                if not bool(masked.any()):
+                    hyps[way].append(hyps["greedy"][-1])
+                    continue
+                state = model.refine_tokens(tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens,
+                                            args.iterations, spans, log_probs, 0.0, args.length_steps)
+                hyps[way].append(tok.decode(state.tokens[0, : int(state.lens[0])].tolist()))
+    if not refs:
+        raise SystemExit(f"{args.data}: no readable utterance ({len(skipped)} skipped)")
+    print(f"{args.model} on {args.data}: {len(refs)} utterances ({len(skipped)} skipped), {n_tokens} CTC tokens; "
+          f"K={args.iterations}, threshold {args.threshold}" + (f", length steps {args.length_steps}" if lengths else ""))
+    for way in WAYS:
+        masks = f"  ({n_masks[way]} tokens masked)" if way in n_masks else ""
+        print(f"  {way:14s} WER {word_error_rate(refs, hyps[way])}{masks}")
+
+
+if __name__ == "__main__":
+    main()
