@@ -4,6 +4,7 @@ the model (tiny dimensions), its teacher, its configs, and an overfit run throug
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -491,3 +492,16 @@ def test_imputer_overfits_to_zero_cer_with_a_ctc_teacher(tone_setup, trained_ton
     hist = last["history"]
     assert hist[-1]["train_imputer"] < 0.05 * hist[0]["train_imputer"]
     assert hist[-1]["valid_loss"] < 0.05 * hist[0]["valid_loss"]
+
+
+def test_mini_self_alignment_stage_continues_the_teacher_aligned_imputer():
+    """egs/mini/asr1/conf/imputer_sc_self.yaml: conf/imputer_sc.yaml's model and data without the teacher, started
+    from the model the family trains before it (train.init_from, in run.sh's family after imputer_sc)."""
+    asr1 = REPO / "egs" / "mini" / "asr1"
+    first, second = load_config(asr1 / "conf" / "imputer_sc.yaml"), load_config(asr1 / "conf" / "imputer_sc_self.yaml")
+    assert second.model.conf.teacher == "" and first.model.conf.teacher
+    first.model.conf.teacher = ""
+    assert second.model == first.model and second.data == first.data
+    assert second.train.init_from == "exp/imputer_sc/model.pt"
+    family = re.search(r'^family_models="([^"]*)"', (asr1 / "run.sh").read_text(), re.M).group(1).split()
+    assert family.index("imputer_sc") < family.index("imputer_sc_self")

@@ -18,7 +18,7 @@ decode_args=""            # e.g. "--method beam --beam-size 10"
 test_sets="test"
 bench=false               # stage 6: latency/quality benchmark (narspeech bench asr)
 family=false              # stages 7-8: train every model of the NAR family and benchmark them against the AR baseline
-family_models="ctc sc_ctc mask_ctc mask_ctc_sc mask_ctc_lp imputer ar"   # conf/<name>.yaml -> exp/<name>; ctc first (Imputer's teacher)
+family_models="ctc sc_ctc mask_ctc mask_ctc_sc mask_ctc_lp imputer_sc imputer_sc_self ar"   # conf/<name>.yaml -> exp/<name>; ctc first (the Imputer's teacher), imputer_sc before imputer_sc_self (its start)
 bench_utts=0              # stage 8: benchmark the first N test utterances (0 = all)
 
 . ../../../tools/path.sh
