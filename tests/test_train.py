@@ -274,11 +274,16 @@ def test_init_from_starts_a_new_model_from_a_trained_ones_weights(trained_tone_m
     scratch = load_checkpoint(trained_tone_model.parent / "last.pt")["history"][0]
     assert first["valid_cer"] < 0.1 and scratch["valid_cer"] > 0.5, (first, scratch)
 
-    # resuming: last.pt's weights, not init_from's (a source with other shapes would fail if it were read)
+    # a model of other dimensions is refused, naming the tensor
     other = yaml.safe_load(yaml.safe_dump(cfg))
     other["model"]["conf"]["encoder"]["d_model"] = 32
     other["model"]["conf"]["encoder"]["ffn_dim"] = 64
     with pytest.raises(ValueError, match=r"shapes differ.*encoder"):
         Trainer(config_from_dict(other), tmp_path / "bad", resume=False)._try_resume()
+    # resuming: last.pt's weights; init_from is not read (a missing file would fail if it were)
     cfg["train"]["init_from"] = str(tmp_path / "missing.pt")
-    Trainer(config_from_dict(cfg), tmp_path / "ft")._try_resume()  # last.pt exists: init_from is not read
+    resumed = Trainer(config_from_dict(cfg), tmp_path / "ft")
+    resumed._try_resume()
+    assert resumed.epoch == 2
+    with pytest.raises(CheckpointError, match="missing.pt: no such checkpoint"):
+        Trainer(config_from_dict(cfg), tmp_path / "new", resume=False)._try_resume()
