@@ -24,7 +24,7 @@ from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.metrics import word_error_rate
 from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
-from narspeech.nat.length import IGNORE, align_to_references
+from narspeech.nat.length import align_to_references
 from narspeech.text.tokenizer import MASK_ID
 from narspeech.train.checkpoint import load_model
 
@@ -36,7 +36,7 @@ def oracle_mask(hyp: torch.Tensor, n: int, ref: list[int], lengths: bool) -> tor
     each gap missing reference tokens)."""
     aligned, missing = align_to_references(hyp[:n].unsqueeze(0), torch.tensor([n]), [ref])
     aligned, missing = aligned[0, :n], missing[0]
-    wrong = (aligned == IGNORE) | (aligned != hyp[:n])
+    wrong = aligned != hyp[:n]  # substituted, and inserted (IGNORE matches no token)
     if lengths and n > 0:
         gaps = missing.nonzero().flatten().clamp_max(n - 1)  # gap g lies before token g; the last one after token n-1
         wrong[gaps] = True
