@@ -132,8 +132,8 @@ def test_mask_fraction_tool_counts_the_tokens_below_each_threshold(trained_tone_
 
 def test_length_accuracy_tool_scores_the_length_head_against_ctc_counts(trained_tone_model, tone_setup, tmp_path):
     """tools/length_accuracy.py on a briefly trained Improved Mask-CTC model: the head's exact runs are CTC's plus
-    the runs it fixes minus those it breaks, a length threshold above 1 leaves CTC's counts, and a CTC model is
-    refused by name."""
+    the runs it fixes minus those it breaks, a length threshold above 1 leaves CTC's counts, the margin rows agree
+    with the head's argmax at 0 and grow with the threshold, and a CTC model is refused by name."""
     import re
     import subprocess
     import sys
@@ -161,6 +161,13 @@ def test_length_accuracy_tool_scores_the_length_head_against_ctc_counts(trained_
     changed, fixed, broken = (int(x) for x in re.search(r"changes (\d+) runs: fixes (\d+), breaks (\d+)", out).groups())
     assert runs > 0 and 0 <= ctc <= runs and sure == ctc, out
     assert head == ctc + fixed - broken and fixed + broken <= changed, out
+    # margin < 0 is the head's argmax (the best other count beats CTC's): the same changes, fixes and breaks
+    at0 = tuple(int(x) for x in re.search(r"margin < 0: changes (\d+) runs, fixes (\d+), breaks (\d+)", out).groups())
+    assert at0 == (changed, fixed, broken), out
+    by_tau = [int(x) for x in re.findall(r"margin < \S+: changes (\d+)", out)]
+    assert by_tau == sorted(by_tau) and by_tau[-1] <= runs, out  # a higher threshold changes more runs
+    auc = re.search(r"margin AUC \(wrong CTC counts below right ones\): ([\d.]+)", out)
+    assert auc is None and "margin AUC: undefined" in out or auc is not None and 0.0 <= float(auc.group(1)) <= 1.0, out
     run = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(tone_setup["train"])],
                          capture_output=True, text=True)
     assert run.returncode != 0 and "not an Improved Mask-CTC model (no length head)" in run.stderr
