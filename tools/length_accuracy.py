@@ -96,7 +96,8 @@ def main() -> None:
     else:
         wrong_m, right_m = m[~right], m[right]
         # P(a wrong run's margin < a right run's), ties half: the Mann-Whitney statistic
-        auc = ((wrong_m[:, None] < right_m[None, :]).double().mean() + 0.5 * (wrong_m[:, None] == right_m[None, :]).double().mean())
+        below, tied = wrong_m[:, None] < right_m[None, :], wrong_m[:, None] == right_m[None, :]
+        auc = below.double().mean() + 0.5 * tied.double().mean()
         print(f"  margin AUC (wrong CTC counts below right ones): {float(auc):.3f} ({int((~right).sum())} wrong runs)")
 
 
