@@ -26,6 +26,7 @@ from narspeech.nat.ctc import (
     token_spans,
 )
 from narspeech.nat.length import (
+    delete_positions,
     expand_masks,
     expand_runs,
     gather_positions,
@@ -46,7 +47,7 @@ from narspeech.nat.ctc import ctc_forced_align, ctc_greedy, ctc_loss
 from narspeech.nat.refine import lowest_scores_mask, uniform_mask
 from narspeech.nn import make_pad_mask
 from narspeech.registry import MODELS
-from narspeech.text.tokenizer import MASK_ID
+from narspeech.text.tokenizer import BLANK_ID, MASK_ID
 
 REPO = Path(__file__).resolve().parents[1]
 M = MASK_ID
@@ -467,6 +468,12 @@ def test_alignment_to_references_and_mlm_targets_by_hand():
         [5, 4, IGNORE, IGNORE],
         [IGNORE] * 4,
     ]
+    # mlm_deletion: the inserted token's target is the deletion id (a masked one only; padding keeps no loss)
+    assert hypothesis_token_targets(hyp, lens, masked, refs, deletion_id=0).tolist() == [
+        [IGNORE, 6, 0, 8],
+        [5, 4, IGNORE, IGNORE],
+        [IGNORE] * 4,
+    ]
 
 
 def test_lowest_scores_mask_masks_the_least_confident():
@@ -651,6 +658,97 @@ def test_gather_positions_by_hand():
     assert gather_positions(values[:, :0], torch.full((2, 2), -1)).shape == (2, 2, 1)  # nothing to gather from
 
 
+def test_delete_positions_by_hand():
+    tokens = torch.tensor([[5, M, 6, M], [M, 7, PAD_ID, PAD_ID], [M, PAD_ID, PAD_ID, PAD_ID]])
+    lens = torch.tensor([4, 2, 1])
+    masked = tokens == M
+    spans = torch.tensor([[[0, 2], [2, 3], [4, 6], [6, 7]], [[0, 1], [1, 3], [0, 0], [0, 0]], [[0, 5], [0, 0], [0, 0], [0, 0]]])
+    delete = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]).bool()
+    t, n, m, sp = delete_positions(delete, lens, tokens, masked, spans)
+    assert n.tolist() == [3, 1, 1]
+    assert t.tolist() == [[5, 6, M], [7, PAD_ID, PAD_ID], [M, PAD_ID, PAD_ID]]
+    assert m.tolist() == [[False, False, True], [False, False, False], [True, False, False]]
+    assert sp.tolist() == [[[0, 2], [4, 6], [6, 7]], [[1, 3], [0, 0], [0, 0]], [[0, 5], [0, 0], [0, 0]]]
+    # every position of every row deleted: empty rows, one padding column
+    t, n, m, sp = delete_positions(~make_pad_mask(lens, 4), lens, tokens, masked, None)
+    assert n.tolist() == [0, 0, 0] and t.tolist() == [[PAD_ID]] * 3 and not m.any() and sp is None
+
+
+def _mlm_blank_bias(model: MaskCTCModel, value: float) -> None:
+    with torch.no_grad():
+        model.decoder.out.bias.zero_()
+        model.decoder.out.bias[BLANK_ID] = value
+
+
+@pytest.mark.parametrize("acoustic", [False, True])
+def test_mlm_deletion_deletes_the_masks_filled_with_blank(acoustic):
+    """mlm_deletion: a mask filled with the blank id is deleted (the rest close up); batched decoding equals
+    per-utterance decoding; without the option the blank id is never predicted, whatever the decoder scores it."""
+    model = _tiny(False, acoustic, mlm_hypotheses=True, mlm_deletion=True).eval()
+    x, lens = _batch()["feats"], _batch()["feat_lens"]
+    with torch.inference_mode():
+        h, h_lens = model.encode(x, lens)
+        tokens, conf, n, _ = ctc_tokens_with_frames(model.ctc_head(h).log_softmax(-1), h_lens)
+    threshold = float(conf[~make_pad_mask(n, conf.size(1))].median())  # about half the tokens masked
+    kept = [[t for t, c in zip(row[:k], cr[:k]) if c >= threshold] for row, cr, k in zip(tokens.tolist(), conf.tolist(), n.tolist())]
+    assert 0 < sum(map(len, kept)) < int(n.sum())
+    opts = ASRDecodeOptions("refine", iterations=3, threshold=threshold)
+    _mlm_blank_bias(model, 100.0)  # every mask filled with "no token": only the confident CTC tokens remain
+    assert model.infer(x, lens, opts) == kept
+    greedy_lens = n.tolist()
+    partly = 0  # biases at which some masks were deleted and others filled
+    for bias in (-4.0, -2.0, -1.0, 0.0, 1.0, 2.0):
+        _mlm_blank_bias(model, bias)
+        batched = model.infer(x, lens, opts)
+        single = [model.infer(x[i : i + 1, : int(k)], lens[i : i + 1], opts)[0] for i, k in enumerate(lens)]
+        assert batched == single
+        total = sum(map(len, batched))
+        partly += sum(map(len, kept)) < total < sum(greedy_lens)
+    assert partly
+    plain = _tiny(False, acoustic).eval()
+    plain.load_state_dict(model.state_dict())
+    _mlm_blank_bias(plain, 100.0)
+    out = plain.infer(x, lens, opts)
+    assert [len(o) for o in out] == greedy_lens and not any(BLANK_ID in o for o in out)
+
+
+def test_mlm_deletion_learns_to_delete_inserted_tokens():
+    """The hypothesis copy with mlm_deletion teaches the decoder to delete: four fixed hypotheses, each its
+    reference with one token inserted (the least confident: always masked), the decoder trained on their copy
+    alone; afterwards refinement of the masked hypotheses gives the references (before: the hypotheses' length)."""
+    model = _tiny(False, False, mlm_hypotheses=True, mlm_deletion=True)
+    g = torch.Generator().manual_seed(3)
+    refs = [[5, 6, 7, 8], [9, 4, 10], [11, 5, 5, 6, 7], [8, 9]]
+    inserted = [([5, 6, 11, 7, 8], 2), ([9, 4, 4, 10], 2), ([6, 11, 5, 5, 6, 7], 0), ([8, 9, 9], 2)]
+    hyp = torch.zeros(4, 6, dtype=torch.long)
+    conf = torch.rand(4, 6, generator=g) * 0.2 + 0.8
+    for b, (row, at) in enumerate(inserted):
+        hyp[b, : len(row)] = torch.tensor(row)
+        conf[b, at] = 0.1
+    hyp_lens = torch.tensor([len(r) for r, _ in inserted])
+    memory, memory_lens = torch.randn(4, 12, 32, generator=g), torch.full((4,), 12)
+    frames = torch.full((4, 12), -1)  # not read without acoustic embeddings
+    masked = conf <= 0.1
+
+    def decode() -> list[list[int]]:
+        model.eval()
+        state = model.refine_tokens(hyp.masked_fill(masked, M), hyp_lens, masked, memory, memory_lens, iterations=1)
+        model.train()
+        return [row[: int(k)].tolist() for row, k in zip(state.tokens, state.lens)]
+
+    assert [len(r) for r in decode()] == hyp_lens.tolist()  # untrained: the decoder fills, it does not delete
+    opt = torch.optim.Adam(model.decoder.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss = model._hypothesis_mlm_loss((hyp, conf, hyp_lens, frames), refs, memory, memory_lens, None)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert statistics.mean(losses[-10:]) < 0.2 * statistics.mean(losses[:10])
+    assert decode() == refs
+
+
 def test_token_frames_and_pooling_by_hand():
     """Frame map of a path (blanks and padding -1, a run of equal labels one token, a blank separating repeats),
     each token's frame interval, then the mean encoder state over each interval."""
@@ -796,6 +894,7 @@ def test_config_errors():
         (dict(length_prediction=True, length_weight=0.0), "length_weight"),
         (dict(max_span_length=0), "max_span_length"),
         (dict(length_hypotheses=True), "length_prediction"),
+        (dict(mlm_deletion=True), "mlm_hypotheses"),
     ]
     for kw, name in bad:
         with pytest.raises(ValueError, match=name):

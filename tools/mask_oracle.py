@@ -12,8 +12,9 @@ each utterance (batch 1) four ways from the same CTC best path and prints the WE
   after each gap that misses reference tokens, the one before it at the end), and nothing else;
 - ``refine+oracle``: both sets of masks.
 
-Without length prediction a masked token is re-predicted but never deleted, and nothing is inserted: ``oracle`` is
-then a bound on what refinement can do given CTC's token count. The counts of the masks it sets are printed too.
+Without length prediction nothing is inserted, and a masked token is re-predicted but never deleted (unless the
+model has ``mlm_deletion``): ``oracle`` is then a bound on what refinement can do given CTC's token count. The
+counts of the masks it sets are printed too.
 Usage: tools/mask_oracle.py MODEL.pt DATA_DIR [--threshold 0.999] [--iterations 10] [--length-steps 1]
 """
 import argparse

@@ -57,6 +57,14 @@ are always right; in decoding the context is CTC's and the frames are CTC's best
 Measured on the tone corpus of the tests (with the first form of the option, the mean alone): "refine" first
 reached CER 0 after 18 epochs with it, 117 without (CTC greedy: 18 and 20); the test's 30-epoch run passes with
 the frame-count input too. Its batch-1 decoder cost grows by a few percent (the pooling and one Linear).
+``mlm_deletion`` (with ``mlm_hypotheses``, beyond the papers): the MLM may fill a mask with "no token" (the blank
+id, which the decoder otherwise never predicts), and decoding deletes the positions so filled. The hypothesis
+copy trains it: the inserted tokens among its masks get the blank id as target instead of no loss. Why: on the
+mini task most of the errors left after CTC greedy are inserted tokens of low confidence (a repeated "men", "g"
+in "baggs", "re" before "rabbit"), which a fixed-length decoder can only replace; in training mode (SpecAugment,
+dropout) the CTC head of a model that fits its training set still inserts about 1 % of the tokens, examples
+enough (measured in the recipe's RESULTS.md). Where the length head merges a run of masks and predicts its
+length from the decoder state of one mask, this decides per masked token, in the same softmax as the tokens.
 
 Encoder options as in conf ``ctc`` (:func:`narspeech.asr.ctc.encode_interctc`; ESPnet's Mask-CTC takes the same):
 Intermediate CTC at ``interctc_layers`` with the shared CTC head, the CTC share split ``lambda * ((1 - w) * CTC +
@@ -95,6 +103,7 @@ from narspeech.nat.length import (
     IGNORE,
     PAD_ID,
     cap_mask_counts,
+    delete_positions,
     expand_masks,
     expand_runs,
     hypothesis_length_targets,
@@ -161,6 +170,9 @@ class MaskCTCConfig:
     # token, the targets the reference tokens aligned to the masks (narspeech.nat.length.hypothesis_token_targets):
     # the reference copy's context and frames are always right, decoding's are CTC's
     mlm_hypotheses: bool = False
+    # with mlm_hypotheses (beyond the papers): the MLM may fill a mask with "no token" (the blank id), which deletes
+    # the position; trained at the hypothesis copy's inserted tokens (targets: blank instead of no loss)
+    mlm_deletion: bool = False
     # encoder options of conf ``ctc`` (narspeech.asr.ctc): Intermediate CTC at these 1-based layers (shared CTC
     # head) and self-conditioning; the CTC share lambda is split (1 - w) * CTC + w * mean(InterCTC), as in ESPnet
     interctc_layers: list[int] = field(default_factory=list)
@@ -192,6 +204,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         length_prior: str = "speech",
         length_hypotheses: bool = False,
         mlm_hypotheses: bool = False,
+        mlm_deletion: bool = False,
         interctc_layers: tuple[int, ...] | list[int] = (),
         interctc_weight: float = 0.0,
         self_condition: bool = False,
@@ -211,6 +224,8 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
             raise ValueError(f"unknown length_prior {length_prior!r}; valid: {', '.join(LENGTH_PRIORS)}")
         if length_hypotheses and not length_prediction:
             raise ValueError("length_hypotheses trains the length head: it needs length_prediction")
+        if mlm_deletion and not mlm_hypotheses:
+            raise ValueError("mlm_deletion learns from the hypothesis copy's inserted tokens: it needs mlm_hypotheses")
         if decoder.causal:
             raise ValueError("decoder must be non-causal (a conditional masked LM)")
         if vocab_size <= max(NEVER_PREDICTED):
@@ -225,6 +240,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         self.length_prior = length_prior
         self.length_hypotheses = length_hypotheses
         self.mlm_hypotheses = mlm_hypotheses
+        self.mlm_deletion = mlm_deletion
         self.length_head = nn.Linear(encoder.d_model, max_span_length + 1) if length_prediction else None
         if self.length_head is not None and acoustic_embedding:
             # zero: the length predictor starts as the duration prior alone (see _length_logits), and the head
@@ -244,7 +260,9 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
             # near-uniform posteriors are arbitrary); Adam moves a zero weight as fast as a random one
             nn.init.zeros_(self.acoustic_proj.weight)
             nn.init.zeros_(self.acoustic_proj.bias)
-        never = torch.zeros(vocab_size).index_fill_(0, torch.tensor(NEVER_PREDICTED), float("-inf"))
+        # with mlm_deletion the blank id is predicted: "no token here" (the position is deleted)
+        never_ids = [i for i in NEVER_PREDICTED if not (mlm_deletion and i == BLANK_ID)]
+        never = torch.zeros(vocab_size).index_fill_(0, torch.tensor(never_ids), float("-inf"))
         self.register_buffer("never_predicted", never, persistent=False)  # added to the decoder's logits
 
     @classmethod
@@ -265,6 +283,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
             cfg.length_prior,
             cfg.length_hypotheses,
             cfg.mlm_hypotheses,
+            cfg.mlm_deletion,
             cfg.interctc_layers,
             cfg.interctc_weight,
             cfg.self_condition,
@@ -342,7 +361,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         a length step, :func:`narspeech.nat.length.expand_runs`, where the run kept its length)."""
         tokens, conf, hyp_lens, frame_token = hyp
         masked = lowest_scores_mask(conf, hyp_lens)
-        target = hypothesis_token_targets(tokens, hyp_lens, masked, refs)
+        target = hypothesis_token_targets(tokens, hyp_lens, masked, refs, BLANK_ID if self.mlm_deletion else None)
         if not bool((target != IGNORE).any()):  # CTC emits nothing yet (early training), or only insertions masked
             return memory.new_zeros(())
         spans = token_spans(frame_token, tokens.size(1)) if cum is not None else None
@@ -527,7 +546,9 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         self, state: MaskCTCState, memory: torch.Tensor, memory_lens: torch.Tensor, cum: "FrameSums | None"
     ) -> MaskCTCState:
         """One mask-predict pass: each row fills ceil(masks left / passes left) of its masks, the most confident
-        first, so the masks are spread evenly over the passes and the last pass fills all that remain."""
+        first, so the masks are spread evenly over the passes and the last pass fills all that remain. With
+        ``mlm_deletion`` the masks filled with the blank id are deleted (the rows close up, the frames of the
+        deleted positions then belong to no token)."""
         extra = self._acoustic_inputs(cum, state.spans)
         logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens, extra) + self.never_predicted
         conf, pred = logits.log_softmax(-1).max(-1)
@@ -535,7 +556,12 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         passes_left = state.remaining.clamp_min(1)
         num = torch.div(left + passes_left - 1, passes_left, rounding_mode="floor")
         tokens, masked = fill_most_confident(state.tokens, state.masked, pred, conf, num)
-        return state._replace(tokens=tokens, masked=masked, remaining=state.remaining - 1)
+        lens, spans = state.lens, state.spans
+        if self.mlm_deletion:
+            deleted = state.masked & ~masked & (tokens == BLANK_ID)  # filled in this pass with "no token"
+            if bool(deleted.any()):
+                tokens, lens, masked, spans = delete_positions(deleted, lens, tokens, masked, spans)
+        return state._replace(tokens=tokens, lens=lens, masked=masked, spans=spans, remaining=state.remaining - 1)
 
     def _length_step(
         self,

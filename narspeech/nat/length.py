@@ -46,6 +46,22 @@ def gather_positions(values: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     return padded[rows, torch.where(src >= 0, src, torch.full_like(src, L))]
 
 
+def delete_positions(
+    delete: torch.Tensor, lens: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor, spans: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Remove the ``delete`` (B, L) positions of each row, the others closing up in order: ``lens`` (B,) valid
+    positions, ``tokens`` (B, L) ids, ``masked`` (B, L) bool, ``spans`` (B, L, 2) frame intervals or None -> the
+    same four for the rows without them (width max(1, longest row); padding: PAD_ID, False, [0, 0)). A deleted
+    position's frames then belong to no token, as blank frames do."""
+    B, L = tokens.shape
+    keep = ~delete & ~make_pad_mask(lens, L)
+    src, new_lens = _compact(keep, torch.arange(L, device=tokens.device).expand(B, L), -1)
+    if src.size(1) == 0:  # every row emptied: one padding column, as the decoder needs a position
+        src = src.new_full((B, 1), -1)
+    tokens = torch.where(src >= 0, gather_positions(tokens, src), torch.full_like(src, PAD_ID))
+    return tokens, new_lens, gather_positions(masked, src), None if spans is None else gather_positions(spans, src)
+
+
 def merge_spans(spans: torch.Tensor, dest: torch.Tensor, width: int) -> torch.Tensor:
     """Frame intervals of merged positions, the union of the intervals merged into each: ``spans`` (B, L, 2)
     [start, end), ``dest`` (B, L) the new position of each old one (-1: dropped; from :func:`merge_mask_runs`)
@@ -406,14 +422,21 @@ def align_to_references(
 
 
 def hypothesis_token_targets(
-    hyp: torch.Tensor, hyp_lens: torch.Tensor, masked: torch.Tensor, refs: list[list[int]]
+    hyp: torch.Tensor,
+    hyp_lens: torch.Tensor,
+    masked: torch.Tensor,
+    refs: list[list[int]],
+    deletion_id: int | None = None,
 ) -> torch.Tensor:
     """MLM targets for a masked hypothesis (the input Mask-CTC decoding gives its decoder): at each masked token the
-    reference token it is aligned to in :func:`align_to_references` (right or substituted), IGNORE at inserted
-    tokens (no id is right there: a fixed-length decoder cannot delete), at unmasked tokens and at padding.
+    reference token it is aligned to in :func:`align_to_references` (right or substituted); at inserted tokens
+    IGNORE (no id is right there: a fixed-length decoder cannot delete) or, given ``deletion_id``, that id (a
+    decoder that deletes the masks it fills with it learns where); IGNORE at unmasked tokens and at padding.
 
     ``hyp`` (B, L) ids, ``hyp_lens`` (B,), ``masked`` (B, L) bool, ``refs`` the B references -> (B, L)."""
     aligned, _ = align_to_references(hyp, hyp_lens, refs)
+    if deletion_id is not None:
+        aligned = aligned.masked_fill(aligned == IGNORE, deletion_id)
     keep = masked & ~make_pad_mask(hyp_lens, hyp.size(1))
     return torch.where(keep, aligned, torch.full_like(aligned, IGNORE))
 
