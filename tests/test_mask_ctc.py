@@ -710,6 +710,9 @@ def test_mlm_deletion_deletes_the_masks_filled_with_blank(acoustic):
     _mlm_blank_bias(plain, 100.0)
     out = plain.infer(x, lens, opts)
     assert [len(o) for o in out] == greedy_lens and not any(BLANK_ID in o for o in out)
+    model.mlm_deletion = False  # the same model decoding without deletions (tools/mask_oracle.py --no-deletion)
+    _mlm_blank_bias(model, 100.0)
+    assert model.infer(x, lens, opts) == out
 
 
 def test_mlm_deletion_learns_to_delete_inserted_tokens():

@@ -260,10 +260,11 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
             # near-uniform posteriors are arbitrary); Adam moves a zero weight as fast as a random one
             nn.init.zeros_(self.acoustic_proj.weight)
             nn.init.zeros_(self.acoustic_proj.bias)
-        # with mlm_deletion the blank id is predicted: "no token here" (the position is deleted)
-        never_ids = [i for i in NEVER_PREDICTED if not (mlm_deletion and i == BLANK_ID)]
-        never = torch.zeros(vocab_size).index_fill_(0, torch.tensor(never_ids), float("-inf"))
+        never = torch.zeros(vocab_size).index_fill_(0, torch.tensor(NEVER_PREDICTED), float("-inf"))
         self.register_buffer("never_predicted", never, persistent=False)  # added to the decoder's logits
+        # with mlm_deletion the blank id is predicted: "no token here" (the position is deleted); a diagnostic may
+        # set the attribute False to decode the same model without deletions
+        self.register_buffer("never_predicted_deleting", never.index_fill(0, torch.tensor([BLANK_ID]), 0.0), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: MaskCTCConfig, vocab_size: int) -> "MaskCTCModel":
@@ -550,7 +551,8 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         ``mlm_deletion`` the masks filled with the blank id are deleted (the rows close up, the frames of the
         deleted positions then belong to no token)."""
         extra = self._acoustic_inputs(cum, state.spans)
-        logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens, extra) + self.never_predicted
+        never = self.never_predicted_deleting if self.mlm_deletion else self.never_predicted
+        logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens, extra) + never
         conf, pred = logits.log_softmax(-1).max(-1)
         left = state.masked.sum(1)
         passes_left = state.remaining.clamp_min(1)
