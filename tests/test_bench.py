@@ -37,9 +37,13 @@ def test_parse_mode_sets_method_and_width():
     r = parse_mode("refine10@0.999+lp0+ls1", base)  # lengths predicted in the first iteration only
     assert (r.iterations, r.threshold, r.length_threshold, r.length_steps) == (10, 0.999, 0.0, 1)
     assert parse_mode("refine10+ls2", base).length_steps == 2 and parse_mode("refine10", base).length_steps == 0
+    r = parse_mode("refine10@0.99+dt0.2", base)  # mlm_deletion: a mask is deleted at P(no token) >= 0.2
+    assert (r.iterations, r.threshold, r.deletion_threshold) == (10, 0.99, 0.2)
+    assert parse_mode("refine+lp0.9+ls1+dt2", base).deletion_threshold == 2.0 and r.length_steps == 0
+    assert parse_mode("refine10", base).deletion_threshold == 0.0
     for bad in ("greedy3", "beamx", "mask", "", "beam10@0.5", "greedy@0.5", "refine10@1.5", "refine10@",
                 "beam10+lp0.9", "refine10+lp-1", "refine10+lp", "refine10+lp0.9@0.5", "beam10+ls1", "refine10+ls",
-                "refine10+ls1+lp0.9", "refine10+ls0.5"):
+                "refine10+ls1+lp0.9", "refine10+ls0.5", "beam10+dt0.2", "refine10+dt", "refine10+dt0.2+ls1"):
         with pytest.raises(ValueError, match="bad decoding mode"):
             parse_mode(bad, base)
 

@@ -224,11 +224,11 @@ def test_decode_options_from_the_command_line():
     args = decode.get_parser().parse_args([
         "--model", "m.pt", "--data", "d", "--out-dir", "o", "--method", "refine", "--beam-size", "4",
         "--iterations", "5", "--threshold", "0.5", "--length-threshold", "0.9", "--length-steps", "1",
-        "--ctc-weight", "0.1", "--length-bonus", "0.5",
+        "--ctc-weight", "0.1", "--length-bonus", "0.5", "--deletion-threshold", "0.3",
     ])
     assert decode_options(args) == ASRDecodeOptions(
         "refine", beam_size=4, iterations=5, threshold=0.5, length_threshold=0.9, length_steps=1, ctc_weight=0.1,
-        length_bonus=0.5,
+        length_bonus=0.5, deletion_threshold=0.3,
     )
 
 

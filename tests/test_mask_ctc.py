@@ -710,9 +710,13 @@ def test_mlm_deletion_deletes_the_masks_filled_with_blank(acoustic):
     _mlm_blank_bias(plain, 100.0)
     out = plain.infer(x, lens, opts)
     assert [len(o) for o in out] == greedy_lens and not any(BLANK_ID in o for o in out)
-    model.mlm_deletion = False  # the same model decoding without deletions (tools/mask_oracle.py --no-deletion)
+    # the same model decoding without deletions: a deletion threshold above 1
     _mlm_blank_bias(model, 100.0)
-    assert model.infer(x, lens, opts) == out
+    assert model.infer(x, lens, dataclasses.replace(opts, deletion_threshold=1.5)) == out
+    # a threshold: "no token" deletes where its probability reaches it, even where a token is more probable
+    _mlm_blank_bias(model, 0.0)  # "no token" at about 1 / VOCAB everywhere: never the most probable
+    assert model.infer(x, lens, dataclasses.replace(opts, deletion_threshold=1e-6)) == kept
+    assert model.infer(x, lens, dataclasses.replace(opts, deletion_threshold=0.999)) == out
 
 
 def test_mlm_deletion_learns_to_delete_inserted_tokens():

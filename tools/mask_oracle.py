@@ -15,7 +15,8 @@ each utterance (batch 1) four ways from the same CTC best path and prints the WE
 Without length prediction nothing is inserted, and a masked token is re-predicted but never deleted (unless the
 model has ``mlm_deletion``): ``oracle`` is then a bound on what refinement can do given CTC's token count. The
 counts of the masks it sets are printed too.
-Usage: tools/mask_oracle.py MODEL.pt DATA_DIR [--threshold 0.999] [--iterations 10] [--length-steps 1] [--no-deletion]
+Usage: tools/mask_oracle.py MODEL.pt DATA_DIR [--threshold 0.999] [--iterations 10] [--length-steps 1]
+       [--deletion-threshold 0.2]
 """
 import argparse
 
@@ -51,15 +52,14 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.999, help="refine masks the CTC tokens below this")
     ap.add_argument("--iterations", type=int, default=10, help="K refinement iterations")
     ap.add_argument("--length-steps", type=int, default=0, help="length prediction in the first N iterations only")
-    ap.add_argument("--no-deletion", action="store_true", help="a model with mlm_deletion decodes without deleting")
+    ap.add_argument("--deletion-threshold", type=float, default=0.0,
+                    help="mlm_deletion: delete a mask at this 'no token' probability (0: argmax; above 1: never)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, tok, cfg = load_model(args.model)
     model.eval()
     if cfg.model.name != "mask_ctc":
         raise SystemExit(f"{args.model}: not a Mask-CTC model ({cfg.model.name})")
-    if args.no_deletion:
-        model.mlm_deletion = False
     lengths = model.length_head is not None
     refs: list[str] = []
     hyps: dict[str, list[str]] = {w: [] for w in WAYS}
@@ -83,13 +83,14 @@ def main() -> None:
                     hyps[way].append(hyps["greedy"][-1])
                     continue
                 state = model.refine_tokens(tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens,
-                                            args.iterations, spans, log_probs, 0.0, args.length_steps)
+                                            args.iterations, spans, log_probs, 0.0, args.length_steps,
+                                            args.deletion_threshold)
                 hyps[way].append(tok.decode(state.tokens[0, : int(state.lens[0])].tolist()))
     if not refs:
         raise SystemExit(f"{args.data}: no readable utterance ({len(skipped)} skipped)")
     print(f"{args.model} on {args.data}: {len(refs)} utterances ({len(skipped)} skipped), {n_tokens} CTC tokens; "
           f"K={args.iterations}, threshold {args.threshold}" + (f", length steps {args.length_steps}" if lengths else "")
-          + (", deletions on" if model.mlm_deletion else ""))
+          + (f", deletion threshold {args.deletion_threshold}" if model.mlm_deletion else ""))
     for way in WAYS:
         masks = f"  ({n_masks[way]} tokens masked)" if way in n_masks else ""
         print(f"  {way:14s} WER {word_error_rate(refs, hyps[way])}{masks}")

@@ -33,6 +33,9 @@ class ASRDecodeOptions:
     # Improved Mask-CTC: lengths are predicted in the first this many iterations only, the later ones fill masks
     # (0: in every iteration, as in the paper)
     length_steps: int = 0
+    # Mask-CTC with mlm_deletion: a mask is deleted where the decoder's probability of "no token" is at least this,
+    # else filled with its best token (0: where "no token" is the most probable class, as trained; above 1: never)
+    deletion_threshold: float = 0.0
     ctc_weight: float = 0.3  # AR beam search: weight of the CTC prefix score (0 = attention only)
     length_bonus: float = 0.0  # AR beam search: score added per emitted token
     max_len_ratio: float = 1.0  # AR search: at most this many tokens per encoder frame

@@ -262,8 +262,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
             nn.init.zeros_(self.acoustic_proj.bias)
         never = torch.zeros(vocab_size).index_fill_(0, torch.tensor(NEVER_PREDICTED), float("-inf"))
         self.register_buffer("never_predicted", never, persistent=False)  # added to the decoder's logits
-        # with mlm_deletion the blank id is predicted: "no token here" (the position is deleted); a diagnostic may
-        # set the attribute False to decode the same model without deletions
+        # with mlm_deletion the blank id is predicted too: "no token here" (the position is deleted)
         self.register_buffer("never_predicted_deleting", never.index_fill(0, torch.tensor([BLANK_ID]), 0.0), persistent=False)
 
     @classmethod
@@ -499,7 +498,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         spans = token_spans(frame_token, tokens.size(1)) if self.acoustic_proj is not None else None
         state = self.refine_tokens(
             tokens.masked_fill(masked, MASK_ID), lens, masked, h, h_lens, opts.iterations, spans, log_probs,
-            opts.length_threshold, opts.length_steps,
+            opts.length_threshold, opts.length_steps, opts.deletion_threshold,
         )
         return [row[: int(n)].tolist() for row, n in zip(state.tokens, state.lens)]
 
@@ -516,6 +515,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         log_probs: torch.Tensor | None = None,
         length_threshold: float = 0.0,
         length_steps: int = 0,
+        deletion_threshold: float = 0.0,
     ) -> MaskCTCState:
         """Iterative refinement of partly masked token sequences.
 
@@ -526,8 +526,10 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         (computed here otherwise), ``length_threshold``: with length prediction, a run of masks changes its length
         only where the length head's probability for its prediction is at least this (0: always, as in the paper),
         ``length_steps``: with length prediction, only the first this many iterations predict lengths (0: all, as
-        in the paper) -> final state (no mask left in any row); ``state.passes`` counts iterations (one decoder
-        pass each; two where lengths are predicted)."""
+        in the paper), ``deletion_threshold``: with ``mlm_deletion``, a mask is deleted where the decoder's
+        probability of "no token" is at least this (0: where it is the most probable class; above 1: never)
+        -> final state (no mask left in any row); ``state.passes`` counts iterations (one decoder pass each; two
+        where lengths are predicted)."""
         if (spans is None) != (self.acoustic_proj is None):
             raise ValueError("spans (frames per position) must be given exactly when acoustic_embedding is on")
         remaining = torch.full_like(lens, iterations)
@@ -538,22 +540,41 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
                 log_probs = self.ctc_head(memory).log_softmax(-1)
             # the utterance's tokens for the duration prior: CTC's count (the reference's in training)
             cum = self._frame_sums(memory, log_probs, memory_lens)
-        step = self._fill_step
+        step = partial(self._fill_step, deletion_threshold=deletion_threshold)
         if self.length_head is not None:
-            step = partial(self._length_step, length_threshold=length_threshold, length_steps=length_steps)
+            step = partial(
+                self._length_step, length_threshold=length_threshold, length_steps=length_steps,
+                deletion_threshold=deletion_threshold,
+            )
         return refine(state, partial(step, memory=memory, memory_lens=memory_lens, cum=cum), iterations)
 
     def _fill_step(
-        self, state: MaskCTCState, memory: torch.Tensor, memory_lens: torch.Tensor, cum: "FrameSums | None"
+        self,
+        state: MaskCTCState,
+        memory: torch.Tensor,
+        memory_lens: torch.Tensor,
+        cum: "FrameSums | None",
+        deletion_threshold: float = 0.0,
     ) -> MaskCTCState:
         """One mask-predict pass: each row fills ceil(masks left / passes left) of its masks, the most confident
         first, so the masks are spread evenly over the passes and the last pass fills all that remain. With
-        ``mlm_deletion`` the masks filled with the blank id are deleted (the rows close up, the frames of the
-        deleted positions then belong to no token)."""
+        ``mlm_deletion`` a mask whose probability of "no token" (the blank id) reaches ``deletion_threshold`` (0:
+        beats every token) is deleted (the rows close up, the frames of the deleted positions then belong to no
+        token); its confidence is that probability. The tokens are ranked by their softmax without the blank id,
+        so a threshold above 1 decodes as the model without the option would."""
         extra = self._acoustic_inputs(cum, state.spans)
-        never = self.never_predicted_deleting if self.mlm_deletion else self.never_predicted
-        logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens, extra) + never
-        conf, pred = logits.log_softmax(-1).max(-1)
+        logits = self.decoder(state.tokens, state.lens.clamp_min(1), memory, memory_lens, extra)
+        conf, pred = (logits + self.never_predicted).log_softmax(-1).max(-1)
+        if self.mlm_deletion:
+            full = (logits + self.never_predicted_deleting).log_softmax(-1)
+            blank = full[..., BLANK_ID]
+            # the argmax rule: "no token" beats the best token in the softmax over both
+            bar = full.index_fill(-1, torch.tensor([BLANK_ID], device=full.device), float("-inf")).amax(-1)
+            if deletion_threshold > 0:
+                bar = torch.full_like(blank, math.log(deletion_threshold))
+            delete = blank >= bar
+            pred = torch.where(delete, torch.full_like(pred, BLANK_ID), pred)
+            conf = torch.where(delete, blank, conf)
         left = state.masked.sum(1)
         passes_left = state.remaining.clamp_min(1)
         num = torch.div(left + passes_left - 1, passes_left, rounding_mode="floor")
@@ -573,6 +594,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         cum: "FrameSums | None",
         length_threshold: float = 0.0,
         length_steps: int = 0,
+        deletion_threshold: float = 0.0,
     ) -> MaskCTCState:
         """One Improved Mask-CTC iteration: merge each run of masks into one, predict how many tokens it stands
         for (a run longer than ``max_span_length``, or whose prediction has a probability below
@@ -583,7 +605,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         (:func:`narspeech.nat.length.expand_runs`).
         From iteration ``length_steps`` on (when > 0) only the mask-predict pass runs."""
         if 0 < length_steps <= state.passes:
-            return self._fill_step(state, memory, memory_lens, cum)
+            return self._fill_step(state, memory, memory_lens, cum, deletion_threshold)
         spans = None if state.spans is None else neighbour_spans(state.spans, state.lens, state.masked, memory_lens)
         tokens, lens, masked, run_len, dest = merge_mask_runs(state.tokens, state.lens, state.masked)
         spans = None if spans is None else merge_spans(spans, dest, tokens.size(1))
@@ -605,7 +627,7 @@ class MaskCTCModel(CTCEncoderMixin, ASRModel):
         state = state._replace(tokens=tokens, lens=lens, masked=masked, spans=spans)
         if not bool(masked.any()):
             return state._replace(remaining=state.remaining - 1)
-        return self._fill_step(state, memory, memory_lens, cum)
+        return self._fill_step(state, memory, memory_lens, cum, deletion_threshold)
 
 
 class FrameSums(NamedTuple):

@@ -217,17 +217,20 @@ def default_modes(cfg) -> list[str]:
 
 
 def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
-    """``greedy`` | ``beam<N>`` | ``refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>]`` (a bare
-    ``beam``/``refine`` keeps ``base``'s width/passes; ``@0.9`` sets Mask-CTC's masking threshold for this mode, so
-    thresholds tuned per model on a dev set can be compared in one run; ``+lp0.9`` sets Improved Mask-CTC's
-    ``length_threshold``, ``+ls1`` its ``length_steps``)."""
-    valid = "greedy, beam<N>, refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>]"
-    m = re.fullmatch(r"(greedy|beam|refine)(\d*)(?:@(\d*\.?\d+))?(?:\+lp(\d*\.?\d+))?(?:\+ls(\d+))?", mode)
+    """``greedy`` | ``beam<N>`` | ``refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>][+dt<deletion
+    threshold>]`` (a bare ``beam``/``refine`` keeps ``base``'s width/passes; ``@0.9`` sets Mask-CTC's masking
+    threshold for this mode, so thresholds tuned per model on a dev set can be compared in one run; ``+lp0.9`` sets
+    Improved Mask-CTC's ``length_threshold``, ``+ls1`` its ``length_steps``, ``+dt0.2`` the ``deletion_threshold``
+    of a Mask-CTC model with ``mlm_deletion``, ``+dt2`` decodes it without deletions)."""
+    valid = "greedy, beam<N>, refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>][+dt<deletion threshold>]"
+    m = re.fullmatch(
+        r"(greedy|beam|refine)(\d*)(?:@(\d*\.?\d+))?(?:\+lp(\d*\.?\d+))?(?:\+ls(\d+))?(?:\+dt(\d*\.?\d+))?", mode
+    )
     if m is None:
         raise ValueError(f"bad decoding mode {mode!r}; valid: {valid}")
-    kind, n, thr, length_thr, length_steps = m.groups()
-    if (thr is not None or length_thr is not None or length_steps is not None) and kind != "refine":
-        raise ValueError(f"bad decoding mode {mode!r}: only refine takes @<threshold>, +lp and +ls")
+    kind, n, thr, length_thr, length_steps, deletion_thr = m.groups()
+    if any(x is not None for x in (thr, length_thr, length_steps, deletion_thr)) and kind != "refine":
+        raise ValueError(f"bad decoding mode {mode!r}: only refine takes @<threshold>, +lp, +ls and +dt")
     if kind == "greedy":
         if n:
             raise ValueError(f"bad decoding mode {mode!r}: greedy takes no number")
@@ -243,6 +246,8 @@ def parse_mode(mode: str, base: ASRDecodeOptions) -> ASRDecodeOptions:
         opts = replace(opts, length_threshold=float(length_thr))
     if length_steps is not None:
         opts = replace(opts, length_steps=int(length_steps))
+    if deletion_thr is not None:  # above 1: no mask is deleted
+        opts = replace(opts, deletion_threshold=float(deletion_thr))
     return opts
 
 

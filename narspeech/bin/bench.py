@@ -1,6 +1,7 @@
 """``narspeech bench asr --model M.pt[:modes] [M2.pt ...] --data DIR --out-dir OUT [--threads 1]``
 
-Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>]``; e.g.
+Modes: ``greedy``, ``beam<N>``, ``refine<K>[@<threshold>][+lp<length threshold>][+ls<length steps>][+dt<deletion
+threshold>]``; e.g.
 ``exp/ctc/model.pt:greedy,beam10 exp/mask_ctc/model.pt:refine1,refine10 exp/ar/model.pt:beam1,beam10``.
 Without modes each model gets its family's defaults (see narspeech.bench.asr).
 """
@@ -30,6 +31,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="Improved Mask-CTC: least length-head probability to change a span's length")
     a.add_argument("--length-steps", type=int, default=d.length_steps,
                    help="Improved Mask-CTC: iterations that predict lengths (0 = all)")
+    a.add_argument("--deletion-threshold", type=float, default=d.deletion_threshold,
+                   help="Mask-CTC with mlm_deletion: least 'no token' probability to delete a mask (0: argmax)")
     a.add_argument("--ctc-weight", type=float, default=d.ctc_weight, help="AR beam: CTC prefix score weight")
     a.add_argument("--length-bonus", type=float, default=d.length_bonus, help="AR beam: score per token")
     a.add_argument("--ar-ref", default=None, help="system name of the AR reference row (default: widest AR beam)")
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.bench.asr import bench_asr
 
     base = ASRDecodeOptions(threshold=args.threshold, length_threshold=args.length_threshold, ctc_weight=args.ctc_weight,
-                            length_bonus=args.length_bonus, iterations=args.iterations, length_steps=args.length_steps)
+                            length_bonus=args.length_bonus, iterations=args.iterations, length_steps=args.length_steps,
+                            deletion_threshold=args.deletion_threshold)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
     bench_asr(args.model, args.data, args.out_dir, methods, args.threads, args.batch_size, args.max_utts, args.beam_size,
               gpu=not args.no_gpu, repeats=args.repeats, base_opts=base, ar_ref=args.ar_ref)

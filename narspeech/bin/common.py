@@ -23,6 +23,9 @@ def add_decode_args(p: argparse.ArgumentParser) -> None:
                    help="Improved Mask-CTC: change a masked span's length only at this length-head probability or more")
     g.add_argument("--length-steps", type=int, default=d.length_steps,
                    help="Improved Mask-CTC: predict lengths in the first N iterations only (0: in all, as in the paper)")
+    g.add_argument("--deletion-threshold", type=float, default=d.deletion_threshold,
+                   help="Mask-CTC with mlm_deletion: delete a mask at this 'no token' probability or more "
+                        "(0: where it is the most probable; above 1: never)")
     g.add_argument("--ctc-weight", type=float, default=d.ctc_weight, help="AR beam: weight of the CTC prefix score")
     g.add_argument("--length-bonus", type=float, default=d.length_bonus, help="AR beam: score per emitted token")
 
@@ -32,7 +35,8 @@ def decode_options(args: argparse.Namespace):
 
     return ASRDecodeOptions(method=args.method, beam_size=args.beam_size, iterations=args.iterations,
                             threshold=args.threshold, length_threshold=args.length_threshold, length_steps=args.length_steps,
-                            ctc_weight=args.ctc_weight, length_bonus=args.length_bonus)
+                            deletion_threshold=args.deletion_threshold, ctc_weight=args.ctc_weight,
+                            length_bonus=args.length_bonus)
 
 
 def unsupported_method(model, opts, prog: str) -> str | None:
