@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import soundfile as sf
 
 from conftest import TRAIN_TEXTS, tone_speech
@@ -232,11 +234,13 @@ def test_decode_options_from_the_command_line():
     )
 
 
-def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model, tone_setup, tmp_path):
+@pytest.mark.parametrize("deletion", [False, True])
+def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model, tone_setup, tmp_path, deletion):
     """tools/mask_oracle.py on a Mask-CTC model started from the trained tone CTC model (``train.init_from``), on
     the training data with two references changed so that the best path has known errors: its greedy WER is the
     decoder's, its oracle masks as many tokens as the best path has substituted + inserted ones, threshold 0 leaves
-    refine at greedy, and a CTC model is refused."""
+    refine at greedy, and a CTC model is refused. With ``mlm_deletion``: with every token masked, the no-token
+    separation counts exactly the best path's inserted tokens, and fewer masks reach higher deletion thresholds."""
     import re
     import shutil
     import subprocess
@@ -258,7 +262,7 @@ def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model,
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
     cfg["model"]["name"] = "mask_ctc"
     cfg["model"]["conf"].update(decoder={"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0},
-                                acoustic_embedding=True, ctc_weight=0.5)
+                                acoustic_embedding=True, ctc_weight=0.5, mlm_hypotheses=deletion, mlm_deletion=deletion)
     cfg["train"].update(max_epochs=2, init_from=str(trained_tone_model))
     Trainer(config_from_dict(cfg), tmp_path / "mc", resume=False).fit()
     model_path = tmp_path / "mc" / "last.pt"
@@ -267,16 +271,22 @@ def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model,
     lines = (data / "text").read_text().splitlines()
     lines[0] = lines[0].split()[0] + " bag bad cab"  # was "bad cab": a word more
     lines[1] = lines[1].split()[0] + " face head"  # was "fade head": a word substituted
+    if deletion:  # a word fewer in a third reference: the best path inserts its tokens
+        words = lines[2].split()
+        assert len(words) >= 3, lines[2]
+        lines[2] = " ".join(words[:1] + words[2:])
     (data / "text").write_text("\n".join(lines) + "\n")
 
     model, tok, _ = load_model(model_path)
-    refs, hyps, wrong = [], [], 0
+    refs, hyps, wrong, inserted, total = [], [], 0, 0, 0
     for u in read_data_dir(data):
         f = utterance_features(u).unsqueeze(0)
         hyp = model.infer(f, torch.tensor([f.size(1)]), ASRDecodeOptions("greedy"))[0]
         refs.append(u.text)
         hyps.append(tok.decode(hyp))
         wrong += sum(op.tag in ("replace", "delete") for op in Levenshtein.editops(hyp, tok.encode(u.text)))
+        inserted += sum(op.tag == "delete" for op in Levenshtein.editops(hyp, tok.encode(u.text)))
+        total += len(hyp)
     assert wrong > 0
     tool = Path(__file__).resolve().parents[1] / "tools" / "mask_oracle.py"
     out = subprocess.run([sys.executable, str(tool), str(model_path), str(data), "--threshold", "0", "--iterations", "2"],
@@ -287,5 +297,14 @@ def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model,
     assert wers["greedy"] == f"{100 * greedy.rate:.2f}%" and greedy.errors > 0, out
     assert wers["refine"] == wers["greedy"] and masks["refine"] == "0", out
     assert int(masks["oracle"]) == wrong == int(masks["refine+oracle"]), out
+    assert ("no-token AUC" in out) == deletion, out
+    if deletion:  # every token masked: the separation sees each inserted token and every other one
+        out = subprocess.run([sys.executable, str(tool), str(model_path), str(data), "--threshold", "1.01",
+                              "--iterations", "2"], capture_output=True, text=True, check=True).stdout
+        counts = re.search(r"no-token AUC .*: (\S+) \((\d+) inserted, (\d+) other masked tokens\)", out)
+        assert counts and (int(counts[2]), int(counts[3])) == (inserted, total - inserted), out
+        rows = [tuple(map(int, r)) for r in re.findall(r"P\(no token\) >= \S+: inserted (\d+), others (\d+)", out)]
+        assert len(rows) == 6 and rows[0][0] <= inserted and rows[0][1] <= total - inserted, out
+        assert all(a[0] >= b[0] and a[1] >= b[1] for a, b in zip(rows, rows[1:])), out
     run = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(data)], capture_output=True, text=True)
     assert run.returncode != 0 and "not a Mask-CTC model (ctc)" in run.stderr

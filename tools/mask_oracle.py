@@ -14,7 +14,10 @@ each utterance (batch 1) four ways from the same CTC best path and prints the WE
 
 Without length prediction nothing is inserted, and a masked token is re-predicted but never deleted (unless the
 model has ``mlm_deletion``): ``oracle`` is then a bound on what refinement can do given CTC's token count. The
-counts of the masks it sets are printed too.
+counts of the masks it sets are printed too. For a model with ``mlm_deletion`` also how well the decoder's
+probability of "no token" (one pass over the threshold's masks, as decoding's first) tells the masked tokens that
+are inserted (in the alignment to the reference) from the others: its AUC, and for some deletion thresholds how
+many masks of each kind reach them (what deleting there would fix and break, before the later passes).
 Usage: tools/mask_oracle.py MODEL.pt DATA_DIR [--threshold 0.999] [--iterations 10] [--length-steps 1]
        [--deletion-threshold 0.2]
 """
@@ -26,11 +29,12 @@ from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.metrics import word_error_rate
 from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
-from narspeech.nat.length import align_to_references
-from narspeech.text.tokenizer import MASK_ID
+from narspeech.nat.length import IGNORE, align_to_references
+from narspeech.text.tokenizer import BLANK_ID, MASK_ID
 from narspeech.train.checkpoint import load_model
 
 WAYS = ("greedy", "refine", "oracle", "refine+oracle")
+DELETION_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 def oracle_mask(hyp: torch.Tensor, n: int, ref: list[int], lengths: bool) -> torch.Tensor:
@@ -43,6 +47,27 @@ def oracle_mask(hyp: torch.Tensor, n: int, ref: list[int], lengths: bool) -> tor
         gaps = missing.nonzero().flatten().clamp_max(n - 1)  # gap g lies before token g; the last one after token n-1
         wrong[gaps] = True
     return wrong
+
+
+def no_token_probs(model, tokens, lens, masked, h, h_lens, spans, log_probs) -> torch.Tensor:
+    """(n,) the decoder's probability of "no token" (the blank id) at the ``masked`` (1, L) positions of one pass, as
+    the first pass of decoding computes it (a model with ``mlm_deletion``)."""
+    cum = model._frame_sums(h, log_probs, h_lens) if spans is not None else None
+    inp = tokens.masked_fill(masked, MASK_ID)
+    logits = model.decoder(inp, lens.clamp_min(1), h, h_lens, model._acoustic_inputs(cum, spans))
+    return (logits + model.never_predicted_deleting).softmax(-1)[..., BLANK_ID][masked]
+
+
+def print_deletion_separation(inserted: list[float], kept: list[float]) -> None:
+    if not inserted or not kept:
+        print(f"  no-token AUC: undefined ({len(inserted)} inserted, {len(kept)} other masked tokens)")
+        return
+    ins, oth = torch.tensor(inserted), torch.tensor(kept)
+    auc = (ins.unsqueeze(1) > oth).double().mean() + 0.5 * (ins.unsqueeze(1) == oth).double().mean()
+    print(f"  no-token AUC (inserted masked tokens above the others): {float(auc):.3f} "
+          f"({len(inserted)} inserted, {len(kept)} other masked tokens)")
+    for t in DELETION_THRESHOLDS:
+        print(f"    P(no token) >= {t}: inserted {int((ins >= t).sum())}, others {int((oth >= t).sum())}")
 
 
 def main() -> None:
@@ -66,6 +91,7 @@ def main() -> None:
     n_masks = {w: 0 for w in WAYS[1:]}
     n_tokens = 0
     skipped: list[str] = []
+    no_token: dict[bool, list[float]] = {True: [], False: []}  # first-pass P(no token) at inserted / other masks
     with torch.inference_mode():
         for u, h, h_lens, log_probs in ctc_outputs(model, read_data_dir(args.data), skipped):
             tokens, conf, lens, frame_token = ctc_tokens_with_frames(log_probs, h_lens)
@@ -76,6 +102,13 @@ def main() -> None:
             wrong = oracle_mask(tokens[0], n, tok.encode(u.text), lengths)
             refs.append(u.text)
             hyps["greedy"].append(tok.decode(tokens[0, :n].tolist()))
+            if model.mlm_deletion and bool(below.any()):
+                aligned, _ = align_to_references(tokens[:, :n], lens, [tok.encode(u.text)])
+                is_inserted = (aligned[0] == IGNORE)[below]
+                probs = no_token_probs(model, tokens[:, :n], lens, below.unsqueeze(0), h, h_lens,
+                                       None if spans is None else spans[:, :n], log_probs)
+                for p, ins in zip(probs.tolist(), is_inserted.tolist()):
+                    no_token[ins].append(p)
             for way, m in zip(WAYS[1:], (below, wrong, below | wrong)):
                 n_masks[way] += int(m.sum())
                 masked = m.unsqueeze(0)
@@ -94,6 +127,8 @@ def main() -> None:
     for way in WAYS:
         masks = f"  ({n_masks[way]} tokens masked)" if way in n_masks else ""
         print(f"  {way:14s} WER {word_error_rate(refs, hyps[way])}{masks}")
+    if model.mlm_deletion:
+        print_deletion_separation(no_token[True], no_token[False])
 
 
 if __name__ == "__main__":
