@@ -67,7 +67,8 @@ length head merges a run of masks and predicts its length from the decoder state
 masked token, in the same softmax as the tokens. It does not work yet (egs/mini/asr1/RESULTS.md, "The whole family
 on 6,000 utterances"): the inserted tokens are 1.2 % of the hypothesis copy's masks, and the trained decoder ranks
 the inserted masks above the others (AUC 0.94) but gives "no token" at most about 0.1, so the argmax never
-deletes, and every lower ``deletion_threshold`` (decode option) deleted more right tokens than inserted ones.
+deletes, and every lower ``deletion_threshold`` (decode option) deleted more right tokens than inserted ones;
+masking fewer tokens (threshold 0.7: 40 % of the masks inserted) drops the AUC to 0.67 (RESULTS.md, "Reruns").
 
 Encoder options as in conf ``ctc`` (:func:`narspeech.asr.ctc.encode_interctc`; ESPnet's Mask-CTC takes the same):
 Intermediate CTC at ``interctc_layers`` with the shared CTC head, the CTC share split ``lambda * ((1 - w) * CTC +
