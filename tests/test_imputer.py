@@ -166,6 +166,24 @@ def test_block_mask_counts_cover_one_to_b():
 def test_block_mask_errors():
     with pytest.raises(ValueError, match="block_size"):
         block_mask(torch.tensor([5]), 5, 0)
+    with pytest.raises(ValueError, match="full_prob"):
+        block_mask(torch.tensor([5]), 5, 2, full_prob=1.5)
+
+
+def test_block_mask_full_prob_masks_whole_utterances():
+    """full_prob p: every valid frame of an utterance masked with probability p + (1 - p) / B; p = 0 draws exactly
+    the default masks (same generator state), p = 1 masks every valid frame and no padding."""
+    B, T = 4, 24
+    lens = torch.randint(5, T + 1, (2000,), generator=torch.Generator().manual_seed(1))
+    valid = ~(torch.arange(T) >= lens.unsqueeze(1))
+    plain = block_mask(lens, T, B, torch.Generator().manual_seed(3))
+    assert torch.equal(block_mask(lens, T, B, torch.Generator().manual_seed(3), full_prob=0.0), plain)
+    assert torch.equal(block_mask(lens, T, B, torch.Generator().manual_seed(3), full_prob=1.0), valid)
+    half = block_mask(lens, T, B, torch.Generator().manual_seed(3), full_prob=0.5)
+    full = (half == valid).all(1)
+    assert abs(full.float().mean().item() - (0.5 + 0.5 / B)) < 0.04  # 0.625 expected; sd of the mean ~0.011
+    # the utterances not fully masked keep the default masks (k and noise drawn first, in the same order)
+    assert torch.equal(half[~full], plain[~full])
 
 
 # ---------------------------------------------------------------- block decoding (model-free)
@@ -239,6 +257,27 @@ def test_imputer_forward_backward_infer():
             assert len(hyps) == 3 and all(isinstance(t, int) and 0 < t < 12 and t != MASK_ID for h in hyps for t in h)
 
 
+def test_full_mask_prob_one_makes_the_imputation_loss_the_ctc_loss_of_the_all_masked_pass():
+    model = _tiny_model(full_mask_prob=1.0).eval()
+    batch = _batch([120, 90])
+    with torch.no_grad():
+        h, lens = model.encode(batch["feats"], batch["feat_lens"])
+        expected = ctc_loss(model.ctc_head(h).log_softmax(-1), lens, batch["tokens"], batch["token_lens"])
+        got = model(batch)["imputer"].value
+    torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="full_mask_prob"):
+        _tiny_model(full_mask_prob=-0.1)
+
+
+def test_model_files_with_the_old_head_name_load():
+    """Files written before the head was renamed ``ctc_head`` name it ``head``."""
+    model = _tiny_model()
+    state = {(k.replace("ctc_head.", "head.")): v.clone() + 1.0 for k, v in model.state_dict().items()}
+    fresh = _tiny_model()
+    fresh.load_state_dict(state)  # strict
+    assert torch.equal(fresh.ctc_head.weight, state["head.weight"])
+
+
 def test_unalignable_utterances_fall_back_to_nothing_observed():
     model = _tiny_model().eval()
     batch = _batch([120, 30])  # 30 fbank frames -> 6 encoder frames
@@ -301,7 +340,7 @@ def test_self_conditioned_encoder_option():
         observed = ~masked & aligned.unsqueeze(1) & (torch.arange(num_frames) < lens.unsqueeze(1))
         pad = torch.arange(num_frames).unsqueeze(0) >= lens.unsqueeze(1)
         h1 = model.encoder.layers[0](h0 + model.align_embed(torch.where(observed, alignment, MASK_ID)), pad)
-        z = model.head(model.encoder.norm(h1)).log_softmax(-1)
+        z = model.ctc_head(model.encoder.norm(h1)).log_softmax(-1)
         expected = imputation_loss(z, lens, tokens, token_lens, alignment, observed, BLANK_ID)
         torch.testing.assert_close(model(batch)["interimputer"].value, expected)
         h_sc, _ = model.encode(feats, feat_lens)
@@ -353,7 +392,7 @@ def test_block_decoding_takes_b_passes_and_one_front_end(lengths):
 def test_batched_decoding_equals_per_utterance():
     model = _tiny_model().eval()
     with torch.no_grad():
-        model.head.weight.mul_(8.0)  # a peaky random model: confidences far apart, no near-ties to flip
+        model.ctc_head.weight.mul_(8.0)  # a peaky random model: confidences far apart, no near-ties to flip
     lengths = [200, 150, 97, 61]
     batch = _batch(lengths)
     for opts in (ASRDecodeOptions("greedy"), ASRDecodeOptions("refine", iterations=4),
@@ -492,6 +531,76 @@ def test_imputer_overfits_to_zero_cer_with_a_ctc_teacher(tone_setup, trained_ton
     hist = last["history"]
     assert hist[-1]["train_imputer"] < 0.05 * hist[0]["train_imputer"]
     assert hist[-1]["valid_loss"] < 0.05 * hist[0]["valid_loss"]
+
+
+def test_init_from_a_ctc_model_starts_as_that_model_and_self_aligns(trained_tone_model, tone_setup, tmp_path):
+    """train.init_from a CTC model file: encoder and head are loaded, the new alignment embedding starts at zero, so
+    the all-masked pass gives the CTC model's posteriors exactly; self-aligned training (no teacher) from there
+    decodes the training utterances without error after one epoch."""
+    from narspeech.asr.transcribe import transcribe_utterances
+    from narspeech.data.kaldi import read_data_dir
+    from narspeech.metrics import char_error_rate
+    from narspeech.train.checkpoint import build_model_from_checkpoint
+    from narspeech.train.trainer import Trainer
+
+    ctc, tok, _ = load_model(trained_tone_model)
+    cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
+    cfg["model"]["name"] = "imputer"
+    cfg["model"]["conf"].update(teacher="", block_size=4, full_mask_prob=0.3)
+    cfg["train"].update(init_from=str(trained_tone_model), max_epochs=1)
+    trainer = Trainer(config_from_dict(cfg), tmp_path / "imp", resume=False)
+    trainer._try_resume()
+    model = trainer.model.eval()
+    assert model.align_embed.weight.abs().sum() == 0
+    utts = read_data_dir(tone_setup["train"])
+    batch = _batch([200, 150], vocab=tok.vocab_size)
+    with torch.no_grad():
+        h, lens = model.encode(batch["feats"], batch["feat_lens"])
+        expected, expected_lens = ctc.ctc_log_probs(batch["feats"], batch["feat_lens"])
+    assert torch.equal(lens, expected_lens)
+    torch.testing.assert_close(model.ctc_head(h).log_softmax(-1), expected)
+
+    Trainer(config_from_dict(cfg), tmp_path / "imp", resume=False).fit()
+    model, tok, _ = build_model_from_checkpoint(load_checkpoint(tmp_path / "imp" / "last.pt"))
+    refs = [u.text for u in utts]
+    hyps = {t.key: t.text for t in transcribe_utterances(model, tok, utts, batch_size=4, opts=ASRDecodeOptions("refine", iterations=4))}
+    cer = char_error_rate(refs, [hyps[u.utt_id] for u in utts])
+    assert cer.errors == 0, f"CER {cer}: {hyps}"
+
+
+def test_an_sc_ctc_models_weights_make_the_all_masked_pass_that_model():
+    """The same for the self-conditioned encoder: intermediate head, its norm and the conditioning projection are
+    the ones SC-CTC uses, so an Imputer loaded from an SC-CTC state dict (plus ``init_missing``) is that model."""
+    from narspeech.asr.ctc import CTCModel, CTCModelConfig
+
+    kw = dict(interctc_layers=[1], interctc_weight=0.5, self_condition=True)
+    imp = _tiny_model(**kw).eval()
+    ccfg = CTCModelConfig(**kw)
+    ccfg.encoder = imp_cfg_encoder(imp)
+    ccfg.specaug.num_freq_masks = ccfg.specaug.num_time_masks = 0
+    torch.manual_seed(1)
+    ctc = CTCModel.from_config(ccfg, vocab_size=12).eval()
+    with torch.no_grad():  # a trained CTC model never emits <mask> (the Imputer's decoding excludes it); this random one would
+        ctc.ctc_head.bias[MASK_ID] = -1e4
+    result = imp.load_state_dict(ctc.state_dict(), strict=False)
+    assert result.missing_keys == ["align_embed.weight"] and not result.unexpected_keys
+    imp.init_missing(result.missing_keys)
+    batch = _batch([120, 90])
+    with torch.no_grad():
+        h, lens = imp.encode(batch["feats"], batch["feat_lens"])
+        expected, _ = ctc.ctc_log_probs(batch["feats"], batch["feat_lens"])
+    torch.testing.assert_close(imp.ctc_head(h).log_softmax(-1), expected)
+    assert imp.infer(batch["feats"], batch["feat_lens"]) == ctc.infer(batch["feats"], batch["feat_lens"])
+
+
+def imp_cfg_encoder(model: ImputerModel):
+    """The EncoderConfig of ``_tiny_model``."""
+    from narspeech.nn.encoder import EncoderConfig
+
+    cfg = EncoderConfig()
+    cfg.block, cfg.d_model, cfg.num_heads, cfg.ffn_dim = "conformer", 32, 2, 64
+    cfg.num_layers, cfg.subsampling_channels, cfg.dropout = 2, 8, 0.0
+    return cfg
 
 
 def test_mini_self_alignment_stage_continues_the_teacher_aligned_imputer():

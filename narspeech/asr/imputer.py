@@ -15,7 +15,13 @@ Training (the imputation objective with the paper's dynamic-programming loss):
 2. block masking of that alignment (``narspeech.nat.imputation.block_mask``);
 3. loss "imputer": -log of the sum over the reference's alignments that agree with the observed frames
    (``imputation_loss``), summed over frames and averaged over utterances like ``ctc_loss``;
-   optionally "ctc": plain CTC of an all-masked pass, weighted ``ctc_weight``.
+   optionally "ctc": plain CTC of an all-masked pass, weighted ``ctc_weight`` (a second encoder pass per step), or
+   ``full_mask_prob``: that share of the batch's utterances fully masked in the one imputation pass (their
+   imputation loss is then plain CTC), which trains the state greedy and block decoding start from at no extra cost.
+
+Starting point: ``train.init_from`` a CTC-family model file (same encoder options) loads its encoder and
+``ctc_head``; the alignment embedding it lacks starts at zero (``init_missing``), so the all-masked pass is exactly
+that model at step 0 and self-alignment needs no teacher and no teacher-aligned stage.
 
 Encoder options as in conf ``ctc`` (``narspeech.asr.ctc``), on the imputation pass: ``interctc_layers`` add the
 imputation loss of the shared head after the encoder's norm at those blocks ("interimputer", the imputer share
@@ -62,6 +68,9 @@ class ImputerConfig:
     teacher: str = ""  # trained CTC model file giving the expert alignments ("" = self-alignment by the model itself)
     block_size: int = 8  # B of the training block masking; decode "refine" with iterations = B
     ctc_weight: float = 0.0  # w: loss (1 - w) * imputer + w * CTC of an all-masked pass (0 = no extra pass)
+    # p: an utterance of the batch has every frame masked with probability p (else the block masking's count): its
+    # imputation loss is then plain CTC, so the all-masked state is trained in the same pass (see ``block_mask``)
+    full_mask_prob: float = 0.0
     # encoder options of conf ``ctc``: the imputation loss also at these 1-based blocks (shared head), its share
     # split (1 - interctc_weight) * imputer + interctc_weight * mean(interimputer); self-conditioning on them
     interctc_layers: list[int] = field(default_factory=list)
@@ -85,6 +94,7 @@ class ImputerModel(ASRModel):
         teacher: str = "",
         block_size: int = 8,
         ctc_weight: float = 0.0,
+        full_mask_prob: float = 0.0,
         interctc_layers: tuple[int, ...] | list[int] = (),
         interctc_weight: float = 0.0,
         self_condition: bool = False,
@@ -95,6 +105,8 @@ class ImputerModel(ASRModel):
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         if not 0.0 <= ctc_weight < 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1), got {ctc_weight}")
+        if not 0.0 <= full_mask_prob <= 1.0:
+            raise ValueError(f"full_mask_prob must be in [0, 1], got {full_mask_prob}")
         if vocab_size <= MASK_ID:
             raise ValueError(f"vocab_size {vocab_size} has no <mask> symbol (id {MASK_ID})")
         self.vocab_size = vocab_size
@@ -102,10 +114,14 @@ class ImputerModel(ASRModel):
         self.specaug = specaug
         self.encoder = encoder
         self.align_embed = nn.Embedding(vocab_size, encoder.d_model)
-        self.head = nn.Linear(encoder.d_model, vocab_size)
+        # named as CTCModel's head (same role: per-frame distributions incl. blank, CTC-collapsed), so train.init_from
+        # a CTC-family model file starts this one from its encoder *and* head
+        self.ctc_head = nn.Linear(encoder.d_model, vocab_size)
+        self.register_load_state_dict_pre_hook(_rename_old_head)
         self.teacher = teacher
         self.block_size = block_size
         self.ctc_weight = ctc_weight
+        self.full_mask_prob = full_mask_prob
         self.interctc_layers = tuple(interctc_layers)
         self.interctc_weight = interctc_weight
         self.cond_proj = nn.Linear(vocab_size, encoder.d_model) if self_condition else None
@@ -122,10 +138,20 @@ class ImputerModel(ASRModel):
             cfg.teacher,
             cfg.block_size,
             cfg.ctc_weight,
+            cfg.full_mask_prob,
             cfg.interctc_layers,
             cfg.interctc_weight,
             cfg.self_condition,
         )
+
+    def init_missing(self, names: list[str]) -> None:
+        """Called by the trainer after ``train.init_from`` with the tensors the model file lacked. From a CTC-family
+        model (encoder + ``ctc_head``) only the alignment embedding is new: it starts at zero, so the all-masked pass
+        starts as that CTC model's pass (and self-alignment as its forced alignment) instead of shifted by a random
+        vector per symbol."""
+        if "align_embed.weight" in names:
+            with torch.no_grad():
+                self.align_embed.weight.zero_()
 
     # ---- model passes -----------------------------------------------------------------------------------
     def _num_frames(self, feats: torch.Tensor) -> int:
@@ -137,7 +163,7 @@ class ImputerModel(ASRModel):
         states (appended to ``inter`` when given) and, with self-conditioning, ``h`` plus their projected softmax."""
         if i not in self.interctc_layers or (inter is None and self.cond_proj is None):
             return h
-        logits = self.head(self.encoder.norm(h))
+        logits = self.ctc_head(self.encoder.norm(h))
         if inter is not None:
             inter.append(logits)
         return h + self.cond_proj(logits.softmax(-1)) if self.cond_proj is not None else h
@@ -176,7 +202,7 @@ class ImputerModel(ASRModel):
 
     def _decode_log_probs(self, h: torch.Tensor) -> torch.Tensor:
         """(B, T', d) -> log-probs (B, T', V) with ``<mask>`` excluded: a frame fixed to it would read as unobserved."""
-        logits = self.head(h).float()
+        logits = self.ctc_head(h).float()
         logits[..., MASK_ID] = float("-inf")
         return logits.log_softmax(-1)
 
@@ -228,7 +254,7 @@ class ImputerModel(ASRModel):
                 )
         else:
             h, lens = self.encode(feats, feat_lens)  # clean features: SpecAugment only perturbs the trained pass
-            log_probs = self.head(h).log_softmax(-1)
+            log_probs = self.ctc_head(h).log_softmax(-1)
         # an utterance that cannot be aligned (more tokens + repeats than frames) is left unobserved
         return ctc_forced_align_batch(log_probs, lens, tokens, token_lens, BLANK_ID, num_frames)
 
@@ -244,11 +270,11 @@ class ImputerModel(ASRModel):
         gen = None
         if not self.training:
             gen = torch.Generator(device=feats.device).manual_seed(VALID_MASK_SEED)
-        masked = block_mask(lens, num_frames, self.block_size, gen)
+        masked = block_mask(lens, num_frames, self.block_size, gen, self.full_mask_prob)
         observed = ~masked & aligned.unsqueeze(1) & ~make_pad_mask(lens, num_frames)
         x = self.specaug(self.cmvn(feats), feat_lens)
         h, lens, inter = self._frames(x, feat_lens, torch.where(observed, alignment, MASK_ID), collect=True)
-        log_probs = self.head(h).log_softmax(-1)
+        log_probs = self.ctc_head(h).log_softmax(-1)
         w = self.ctc_weight
         wi = self.interctc_weight if inter else 0.0
         imputer = imputation_loss(log_probs, lens, tokens, token_lens, alignment, observed, BLANK_ID)
@@ -258,7 +284,7 @@ class ImputerModel(ASRModel):
             terms["interimputer"] = LossTerm(torch.stack(losses).mean(), (1.0 - w) * wi)
         if w > 0.0:
             h_all, _, _ = self._frames(x, feat_lens, None)
-            terms["ctc"] = LossTerm(ctc_loss(self.head(h_all).log_softmax(-1), lens, tokens, token_lens), w)
+            terms["ctc"] = LossTerm(ctc_loss(self.ctc_head(h_all).log_softmax(-1), lens, tokens, token_lens), w)
         return terms
 
     # ---- decoding -------------------------------------------------------------------------------------------
@@ -282,3 +308,11 @@ class ImputerModel(ASRModel):
             state = block_decode(frame_log_probs, lens, h0.size(1), opts.iterations, MASK_ID)
             return ctc_collapse(state.tokens, lens, BLANK_ID)
         raise ValueError(f"unknown Imputer decoding method {opts.method!r}; valid: {', '.join(self.methods)}")
+
+
+def _rename_old_head(module, state_dict, prefix, *args) -> None:
+    """Model files written before the per-frame head was renamed ``ctc_head`` (2026-12-04) name it ``head``."""
+    for name in ("weight", "bias"):
+        old = f"{prefix}head.{name}"
+        if old in state_dict and f"{prefix}ctc_head.{name}" not in state_dict:
+            state_dict[f"{prefix}ctc_head.{name}"] = state_dict.pop(old)

@@ -64,7 +64,11 @@ def imputation_loss(
 
 
 def block_mask(
-    lens: torch.Tensor, num_frames: int, block_size: int, generator: torch.Generator | None = None
+    lens: torch.Tensor,
+    num_frames: int,
+    block_size: int,
+    generator: torch.Generator | None = None,
+    full_prob: float = 0.0,
 ) -> torch.Tensor:
     """Frames of an alignment to hide in training, block-wise.
 
@@ -72,7 +76,10 @@ def block_mask(
     k is drawn uniformly from 1..B, and in every block k frames chosen uniformly at random are masked (the last,
     partial block: min(k, its valid frames)). Pass j of block decoding sees exactly B - j masked frames per block, so
     the training states are the decoding states, each count equally often; k >= 1 leaves something to predict.
-    Random draws, in order: k (B,), then the per-frame noise (B, num_blocks * B), both from ``generator``.
+    With ``full_prob`` p > 0, k = B (every frame masked: the state block decoding starts from) for an utterance
+    with probability p, so that state is drawn with probability p + (1 - p) / B instead of 1 / B.
+    Random draws, in order: k (B,), the per-frame noise (B, num_blocks * B), and (only when p > 0) one uniform per
+    utterance (B,), all from ``generator``.
 
     ``lens`` (B,) valid frames, ``num_frames`` T -> mask (B, T) bool, True = masked; never True at padding.
     """
@@ -83,6 +90,11 @@ def block_mask(
     k = torch.randint(1, block_size + 1, (batch,), generator=generator, device=device)
     width = num_blocks * block_size
     noise = torch.rand(batch, width, generator=generator, device=device).masked_fill(make_pad_mask(lens, width), _PAD_NOISE)
+    if not 0.0 <= full_prob <= 1.0:
+        raise ValueError(f"full_prob must be in [0, 1], got {full_prob}")
+    if full_prob > 0.0:
+        full = torch.rand(batch, generator=generator, device=device) < full_prob
+        k = torch.where(full, torch.full_like(k, block_size), k)
     rank = noise.view(batch, num_blocks, block_size).argsort(-1).argsort(-1)
     masked = (rank < k.view(batch, 1, 1)).view(batch, width)[:, :num_frames]
     return masked & ~make_pad_mask(lens, num_frames)

@@ -159,13 +159,14 @@ class Trainer:
                if k in own and v.shape != own[k].shape]
         if bad:
             raise ValueError(f"train.init_from {path}: shapes differ from this model's: {'; '.join(bad)}")
-        shared = {k: v for k, v in src.items() if k in own}
-        if not shared:
+        # the whole dict, not only the names in ``own``: a model's load pre-hooks may rename old keys
+        result = self.model.load_state_dict(src, strict=False)
+        missing, extra = sorted(result.missing_keys), sorted(result.unexpected_keys)
+        if len(missing) == len(own):
             raise ValueError(f"train.init_from {path}: no parameter in common with this model ({self.cfg.model.name})")
-        self.model.load_state_dict(shared, strict=False)
-        missing = sorted(set(own) - set(src))
-        extra = sorted(set(src) - set(own))
-        log.info("initialised %d of %d tensors from %s%s%s", len(shared), len(own), path,
+        if missing and callable(getattr(self.model, "init_missing", None)):
+            self.model.init_missing(missing)  # a model may start what the file lacked otherwise (e.g. at zero)
+        log.info("initialised %d of %d tensors from %s%s%s", len(own) - len(missing), len(own), path,
                  f"; not in it (left as initialised): {', '.join(missing)}" if missing else "",
                  f"; in it but not in this model (ignored): {', '.join(extra)}" if extra else "")
 
