@@ -11,7 +11,7 @@ import sys
 
 # verb -> (module under narspeech.bin, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "prepare": ("prepare", "prepare a corpus as Kaldi data directories (mini, fsdd, yesno)"),
+    "prepare": ("prepare", "prepare a corpus as Kaldi data directories (mini, ljsynth, fsdd, yesno, librispeech)"),
     "validate": ("validate", "check a Kaldi data directory (validate_data_dir.sh-like)"),
     "tokens": ("tokens", "build a char or SentencePiece BPE tokenizer from data dirs"),
     "cmvn": ("cmvn", "compute global CMVN statistics of fbank features"),
@@ -46,7 +46,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"narspeech: unknown verb {verb!r}; valid verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"narspeech.bin.{VERBS[verb][0]}")
-    return int(module.main(argv[1:]) or 0)
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except KeyboardInterrupt:
+        print(f"narspeech {verb}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as e:  # a problem with the user's input, named by its message: no traceback
+        print(f"narspeech {verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types whose message names the input and says what is wrong with it (bugs still show a
+    traceback)."""
+    from narspeech.audio.io import AudioError
+    from narspeech.config import ConfigError
+    from narspeech.data.kaldi import DataDirError
+    from narspeech.train.checkpoint import CheckpointError
+
+    return AudioError, ConfigError, DataDirError, CheckpointError
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -147,7 +148,7 @@ def test_fsdd_single_set_uses_every_take_once(fake_fsdd: Path, tmp_path: Path) -
     assert all(u.utt_id.split("-")[1] == "extra" for u in sets["extra"])
 
 
-def test_fsdd_errors(tmp_path: Path) -> None:
+def test_fsdd_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(FileNotFoundError, match="recordings"):
         prepare_fsdd(tmp_path / "absent", tmp_path / "d", tmp_path / "w")
     only_test = make_fake_fsdd(tmp_path / "only_test", takes=range(5))
@@ -155,8 +156,12 @@ def test_fsdd_errors(tmp_path: Path) -> None:
         prepare_fsdd(only_test, tmp_path / "d", tmp_path / "w", num_train=5, num_dev=0, num_test=0)
     stereo = make_fake_fsdd(tmp_path / "stereo", takes=range(5))
     _write_tone(stereo / "recordings/1_alice_3.wav", 900, 300.0, seed=0, channels=2)
-    with pytest.raises(ValueError, match="1_alice_3.wav.*2 channels"):
-        prepare_fsdd(stereo, tmp_path / "d", tmp_path / "w", single_set="x")
+    caplog.set_level(logging.WARNING)
+    sets = prepare_fsdd(stereo, tmp_path / "d", tmp_path / "w", single_set="x")  # the stereo take is named, the rest used
+    assert re.search(r"1_alice_3.wav.*2 channels", caplog.text) and "1 of " in caplog.text
+    used = {s for stems in _takes(tmp_path / "d/x").values() for s in stems}
+    assert "1_alice_3" not in used and len(used) == len(FAKE_SPEAKERS) * len(FAKE_DIGITS) * 5 - 1
+    assert sets["x"]
     with pytest.raises(ValueError, match="set name"):
         prepare_fsdd(only_test, tmp_path / "d", tmp_path / "w", single_set="a b")
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from narspeech.data.kaldi import read_data_dir, validate_data_dir
-from narspeech.recipes import espeak, mini
+from narspeech.recipes import espeak, mini, synth
 
 _ok, _why = espeak.is_available()
 needs_espeak = pytest.mark.skipif(not _ok, reason=f"espeak-ng from espeakng-loader cannot be used here: {_why}")
@@ -172,7 +172,7 @@ def test_negative_size_is_an_error(tmp_path) -> None:
 @pytest.mark.slow
 def test_prepare_mini_parallel(tmp_path) -> None:
     # enough utterances to take the process-pool path rather than the inline one
-    n = mini.WORKER_CHUNK + 4
+    n = synth.WORKER_CHUNK + 4
     sets = mini.prepare_mini(tmp_path / "data", tmp_path / "wav", n, 2, 2, seed=0, nj=2)
     assert validate_data_dir(tmp_path / "data" / "train") == []
     assert len(sets["train"]) == n and len(list((tmp_path / "wav").glob("*.wav"))) == n + 4

@@ -72,25 +72,36 @@ def test_kill_and_resume_gives_same_weights(tone_setup, tmp_path):
 
 
 def test_a_run_stopped_by_its_time_budget_only_re_exports_when_run_again(tone_setup, tmp_path):
-    """The budget counts wall-clock time over every run of the experiment (validation included): running the same
-    command again after a budget stop trains nothing and writes the same model; a larger budget continues."""
+    """The budget counts wall-clock time over every run of the experiment (validation included) and is checked after
+    every step: past it, the epoch is closed early (validated, exported, marked partial) and last.pt keeps the exact
+    position. Running the same command again trains nothing and writes the same model; a larger budget finishes the
+    epoch and goes on, to the same weights as a run that was never stopped."""
     from narspeech.train.trainer import Trainer
 
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
-    cfg["train"].update(max_epochs=50, max_minutes=0.0005, keep_last=5, average_best=1)  # 30 ms: one epoch
+    cfg["data"]["max_frames"] = 200  # several batches per epoch
+    cfg["train"].update(max_epochs=2, max_minutes=0.0005, keep_last=5, average_best=1)  # 30 ms: one step
     exp = tmp_path / "budget"
     out = Trainer(config_from_dict(cfg), exp).fit()
     first = load_checkpoint(exp / "last.pt")
-    assert len(first["history"]) == 1 and first["history"][0]["elapsed"] >= first["history"][0]["seconds"]
+    (h,) = first["history"]
+    assert h["partial"] and 1 <= h["batches"] < h["epoch_batches"] and h["elapsed"] >= h["seconds"]
+    assert first["epoch"] == 1 and first["batch_in_epoch"] == h["batches"] and first["step"] == h["batches"]
     model = load_checkpoint(out)["model"]
     assert Trainer(config_from_dict(cfg), exp).fit() == out
     again = load_checkpoint(exp / "last.pt")
-    assert again["step"] == first["step"] and len(again["history"]) == 1
+    assert again["step"] == first["step"] and again["history"] == first["history"]
     assert all(torch.equal(v, load_checkpoint(out)["model"][k]) for k, v in model.items())
     cfg["train"]["max_minutes"] = 60.0  # more budget: training goes on from where it stopped
-    cfg["train"]["max_epochs"] = 2
     Trainer(config_from_dict(cfg), exp).fit()
-    assert len(load_checkpoint(exp / "last.pt")["history"]) == 2
+    done = load_checkpoint(exp / "last.pt")
+    assert [e["epoch"] for e in done["history"]] == [1, 2] and not any(e.get("partial") for e in done["history"])
+    ref_cfg = yaml.safe_load(yaml.safe_dump(cfg))
+    Trainer(config_from_dict(ref_cfg), tmp_path / "ref").fit()
+    ref = load_checkpoint(tmp_path / "ref" / "last.pt")
+    assert done["step"] == ref["step"] == 2 * h["epoch_batches"]
+    for k, v in ref["model"].items():
+        assert torch.allclose(v, done["model"][k], atol=1e-6), f"{k} differs after the budget stop and resume"
 
 
 def _free_port() -> int:
@@ -144,7 +155,7 @@ def test_checkpoint_with_pickled_callable_is_refused(tmp_path):
 def test_non_checkpoint_file_is_refused(tmp_path):
     p = tmp_path / "x.pt"
     torch.save({"a": torch.zeros(1)}, p)
-    with pytest.raises(CheckpointError, match="not a narspeech checkpoint"):
+    with pytest.raises(CheckpointError, match="not a narspeech model file"):
         load_checkpoint(p)
     (tmp_path / "trunc.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="trunc.pt"):
@@ -285,5 +296,5 @@ def test_init_from_starts_a_new_model_from_a_trained_ones_weights(trained_tone_m
     resumed = Trainer(config_from_dict(cfg), tmp_path / "ft")
     resumed._try_resume()
     assert resumed.epoch == 2
-    with pytest.raises(CheckpointError, match="missing.pt: no such checkpoint"):
+    with pytest.raises(CheckpointError, match="missing.pt: no such file"):
         Trainer(config_from_dict(cfg), tmp_path / "new", resume=False)._try_resume()

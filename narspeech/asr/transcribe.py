@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.audio.features import SAMPLE_RATE, fbank
+from narspeech.audio.features import SAMPLE_RATE, check_length, fbank
 from narspeech.audio.io import AudioError, load_audio
 from narspeech.data.kaldi import Utterance
 from narspeech.text.tokenizer import Tokenizer
@@ -40,15 +40,21 @@ def decode_features(
     return [tokenizer.decode(ids) for ids in model.infer(x, lens, opts)]
 
 
-def utterance_features(u: Utterance, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+# Longest input decoded by default: self-attention memory grows with the square of the length, and the models are
+# trained on utterances of seconds; a long recording is refused by name instead of exhausting memory.
+MAX_SECONDS = 300.0
+
+
+def utterance_features(u: Utterance, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = MAX_SECONDS) -> torch.Tensor:
     """The (T, D) fbank features of an utterance (of its segment when it has one); :class:`AudioError` naming the file
-    when it cannot be read or is too short for the encoder."""
+    when it cannot be read, is too long, or is too short for the encoder (checked before feature extraction)."""
     seg = u.segment
-    wav = load_audio(u.audio, sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0)
-    f = fbank(wav, sample_rate)
-    if f.size(0) < 7:  # the subsampling front-ends (x4 and x2) need at least 7 frames for one output frame
-        raise AudioError(f"{u.audio}: too short ({wav.numel() / sample_rate:.3f}s)")
-    return f
+    wav = load_audio(u.audio, sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0, max_seconds=max_seconds)
+    try:
+        check_length(wav.numel(), sample_rate)
+        return fbank(wav, sample_rate)
+    except AudioError as e:
+        raise AudioError(f"{u.audio}: {e}") from None
 
 
 def readable_features(
@@ -83,10 +89,13 @@ def transcribe_utterances(
     batch_size: int = 1,
     opts: ASRDecodeOptions = ASRDecodeOptions(),
     sample_rate: int = SAMPLE_RATE,
+    max_seconds: float | None = MAX_SECONDS,
 ) -> Iterator[Transcript]:
     """Yield one :class:`Transcript` per utterance, in order; failures carry ``error`` and no text.
 
-    Utterances are sorted by length inside each chunk of ``16 * batch_size`` so padding stays small.
+    Utterances are sorted by length inside each chunk of ``16 * batch_size`` so padding stays small. A failure is
+    always one utterance's: audio that cannot be used is named by :class:`AudioError`, and a batch whose decoding
+    raises is decoded again one utterance at a time, so only the utterance that fails alone is reported.
     """
     utts = list(utts)
     chunk = max(1, 16 * batch_size)
@@ -95,13 +104,27 @@ def transcribe_utterances(
         errors: dict[str, str] = {}
         for u in group:
             try:
-                loaded[u.utt_id] = utterance_features(u, sample_rate)
+                loaded[u.utt_id] = utterance_features(u, sample_rate, max_seconds)
             except AudioError as e:
                 errors[u.utt_id] = str(e)
+            except Exception as e:  # any other reader failure is still this file's, not the job's
+                errors[u.utt_id] = f"{u.audio}: cannot read audio: {type(e).__name__}: {e}"
         ok = sorted((u for u in group if u.utt_id in loaded), key=lambda u: loaded[u.utt_id].size(0))
         texts: dict[str, str] = {}
         for b in _batches(ok, batch_size):
-            hyps = decode_features(model, tokenizer, [loaded[u.utt_id] for u in b], opts)
-            texts.update({u.utt_id: h for u, h in zip(b, hyps)})
+            try:
+                hyps = decode_features(model, tokenizer, [loaded[u.utt_id] for u in b], opts)
+            except Exception as e:
+                if len(b) == 1:
+                    errors[b[0].utt_id] = f"{b[0].audio}: decoding failed: {type(e).__name__}: {e}"
+                    continue
+                hyps = []
+                for u in b:  # find the utterance that fails
+                    try:
+                        hyps += decode_features(model, tokenizer, [loaded[u.utt_id]], opts)
+                    except Exception as e1:
+                        errors[u.utt_id] = f"{u.audio}: decoding failed: {type(e1).__name__}: {e1}"
+                        hyps.append(None)
+            texts.update({u.utt_id: h for u, h in zip(b, hyps) if h is not None})
         for u in group:
             yield Transcript(u.utt_id, texts.get(u.utt_id), errors.get(u.utt_id))

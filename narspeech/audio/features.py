@@ -9,7 +9,7 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 from torch import nn
 
-from narspeech.audio.io import resample
+from narspeech.audio.io import AudioError, resample
 
 SAMPLE_RATE = 16000
 NUM_MEL_BINS = 80
@@ -20,11 +20,33 @@ INT16_SCALE = 32768.0
 # Floor of the log mel energies (16-bit scale): digital silence would otherwise give log(float eps) = -36, far
 # below any real recording's noise floor (1 LSB of white noise already gives ~5), and such outliers dominate CMVN.
 LOG_ENERGY_FLOOR = 0.0
+# The encoders' subsampling front-ends (x4 and x2) need at least this many fbank frames for one output frame.
+MIN_ENCODER_FRAMES = 7
+
+
+def min_samples(sample_rate: int = SAMPLE_RATE, frames: int = MIN_ENCODER_FRAMES) -> int:
+    """The fewest samples that give ``frames`` fbank frames (inverse of :func:`num_frames`)."""
+    win = int(sample_rate * FRAME_LENGTH_MS / 1000)
+    hop = int(sample_rate * FRAME_SHIFT_MS / 1000)
+    return win + (frames - 1) * hop
+
+
+def check_length(num_samples: int, sample_rate: int = SAMPLE_RATE, frames: int = MIN_ENCODER_FRAMES) -> None:
+    """:class:`AudioError` (without a file name: the caller adds it) when ``num_samples`` give fewer than ``frames``
+    fbank frames; checked before feature extraction, whose library asserts on short input."""
+    need = min_samples(sample_rate, frames)
+    if num_samples < need:
+        raise AudioError(f"too short ({num_samples} samples = {1000 * num_samples / sample_rate:.1f} ms; "
+                         f"at least {1000 * need / sample_rate:.0f} ms needed)")
 
 
 def fbank(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: int = NUM_MEL_BINS, dither: float = 0.0) -> torch.Tensor:
-    """Log mel filterbank of a mono waveform ``(T,)`` -> ``(frames, num_mel_bins)``, as Kaldi computes it."""
-    return kaldi.fbank(
+    """Log mel filterbank of a mono waveform ``(T,)`` -> ``(frames, num_mel_bins)``, as Kaldi computes it.
+
+    :class:`AudioError` when the waveform is shorter than one frame (25 ms) or its features are not finite
+    (samples so large that their energy overflows float32)."""
+    check_length(wav.numel(), sample_rate, frames=1)
+    feats = kaldi.fbank(
         wav.unsqueeze(0) * INT16_SCALE,
         num_mel_bins=num_mel_bins,
         frame_length=FRAME_LENGTH_MS,
@@ -33,6 +55,9 @@ def fbank(wav: torch.Tensor, sample_rate: int = SAMPLE_RATE, num_mel_bins: int =
         energy_floor=0.0,
         sample_frequency=sample_rate,
     ).clamp_min(LOG_ENERGY_FLOOR)
+    if not torch.isfinite(feats).all():
+        raise AudioError(f"features are not finite (peak sample {float(wav.abs().max()):.3g}; expected about [-1, 1])")
+    return feats
 
 
 def num_frames(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:

@@ -25,9 +25,11 @@ import torch
 
 from narspeech.asr.base import ASRDecodeOptions
 from narspeech.audio.features import fbank
-from narspeech.audio.io import load_audio
+from narspeech.audio.features import check_length
+from narspeech.audio.io import AudioError, load_audio
 from narspeech.data.kaldi import read_data_dir
 from narspeech.metrics import char_error_rate, word_error_rate
+from narspeech.progress import progress
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def bench_model(
         hyps, lats, lens, enc = [], [], [], []
         # full decode and encoder-only alternate per utterance, so machine noise hits both alike; each is repeated
         # `repeats` times and the fastest kept (as timeit does): bursts of load on a shared machine then drop out
-        for w in wavs:
+        for w in progress(wavs, desc=f"{name} ({device.type})", unit="utt"):
             runs = [timed(run1, w) for _ in range(repeats)]
             (ids, text), _ = runs[0]
             lats.append(min(ms for _, ms in runs))
@@ -300,11 +302,16 @@ def bench_asr(
     if max_utts:
         utts = utts[:max_utts]
     sr = 16000
-    wavs = [load_audio(u.audio, sr, u.segment.start if u.segment else 0.0, u.segment.end if u.segment else -1.0) for u in utts]
+    listed = len(utts)
+    utts, wavs = load_bench_audio(utts, sr)
+    if not utts:
+        raise AudioError(f"{data_dir}: no usable utterance to benchmark")
     refs = [u.text or "" for u in utts]
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if gpu and torch.cuda.is_available() else [])
     rows: list[BenchRow] = []
     lengths: dict[str, list[tuple[int, float]]] = {}
+    header = markdown_table([]).splitlines()
+    print("\n".join(header), flush=True)
     for spec in models:
         mpath, modes = split_model_spec(spec)
         model, tok, cfg = load_model(mpath)
@@ -328,7 +335,7 @@ def bench_asr(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"data": str(data_dir), "threads": threads, "repeats": repeats, "torch": torch.__version__,
-            "cpu": _cpu_name(), "num_utts": len(utts), "decode_options": asdict(base),
+            "cpu": _cpu_name(), "num_utts": len(utts), "skipped_utts": listed - len(utts), "decode_options": asdict(base),
             "gpu": torch.cuda.get_device_name() if "cuda" in [d.type for d in devices] else None}
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) | {"batch_gain": r.batch_gain} for r in rows]},
                                                   indent=1))
@@ -340,6 +347,29 @@ def bench_asr(
         f"batch gain: full-batch throughput over the batch-1 loop's\n\n{table}\n")
     plot(rows, lengths, out / "tradeoff.png")
     return rows
+
+
+def load_bench_audio(utts: Sequence, sample_rate: int) -> tuple[list, list[torch.Tensor]]:
+    """The utterances that can be decoded, with their waveforms; each other one is named on stderr and left out of
+    every row alike (the rows stay comparable)."""
+    import sys
+
+    kept, wavs = [], []
+    for u in utts:
+        seg = u.segment
+        try:
+            w = load_audio(u.audio, sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0)
+            check_length(w.numel(), sample_rate)
+            fbank(w, sample_rate)  # features that would fail in one row fail here, for every row alike
+        except AudioError as e:
+            msg = str(e) if str(e).startswith(str(u.audio)) else f"{u.audio}: {e}"
+            print(f"narspeech bench: skipped {u.utt_id}: {msg}", file=sys.stderr)
+            continue
+        kept.append(u)
+        wavs.append(w)
+    if len(kept) < len(utts):
+        print(f"narspeech bench: {len(utts) - len(kept)} of {len(utts)} utterances skipped", file=sys.stderr)
+    return kept, wavs
 
 
 def _cpu_name() -> str:

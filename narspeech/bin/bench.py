@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from narspeech.bin.common import add_quiet_arg, apply_quiet
+
 
 def get_parser() -> argparse.ArgumentParser:
     from narspeech.asr.base import ASRDecodeOptions
@@ -41,11 +43,13 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-utts", type=int, default=0, help="use the first N utterances (0 = all)")
     a.add_argument("--repeats", type=int, default=3, help="batch-1 timings per utterance; the fastest is kept")
     a.add_argument("--no-gpu", action="store_true", help="CPU rows only even when CUDA is available")
+    add_quiet_arg(a)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    apply_quiet(args)
     from narspeech.asr.base import ASRDecodeOptions
     from narspeech.bench.asr import bench_asr
 

@@ -1,8 +1,12 @@
-"""Command-line pieces shared by the verbs (decoding options for decode/transcribe)."""
+"""Command-line pieces shared by the verbs: decoding options, ``--quiet``, result files written atomically."""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+from pathlib import Path
+from typing import TextIO
 
 METHODS = ("greedy", "beam", "refine")
 
@@ -45,3 +49,85 @@ def unsupported_method(model, opts, prog: str) -> str | None:
     if opts.method not in methods:
         return f"{prog}: {type(model).__name__} cannot decode with --method {opts.method}; valid: {', '.join(methods)}"
     return None
+
+
+def add_quiet_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars (they are drawn only on a terminal anyway)")
+
+
+def apply_quiet(args: argparse.Namespace) -> None:
+    if getattr(args, "quiet", False):
+        from narspeech.progress import set_quiet
+
+        set_quiet(True)
+
+
+def os_reason(e: OSError) -> str:
+    """An OSError in words without Python's decoration: 'read-only file system', 'not a directory: /a/b', ..."""
+    why = e.strerror or type(e).__name__
+    why = why[:1].lower() + why[1:]
+    return f"{why}: {e.filename}" if e.filename else why
+
+
+def unwritable_dir(path: str | os.PathLike) -> str | None:
+    """Why the folder ``path`` could not be created or written to (None when it can), without creating it."""
+    p = Path(path).absolute()
+    if p.exists():
+        if not p.is_dir():
+            return f"not a directory: {p} is a file"
+        return None if os.access(p, os.W_OK | os.X_OK) else f"{p}: permission denied (or a read-only file system)"
+    parent = p.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"not a directory: {parent} is a file"
+    return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent}: permission denied (or a read-only file system)"
+
+
+class OutputFile:
+    """A result file that appears whole or not at all.
+
+    :meth:`open` (call it before any long work) creates a temp file beside the destination, creating missing folders,
+    so an unwritable destination fails at once with :class:`OSError`; :meth:`commit` renames it over the
+    destination; :meth:`keep_partial` (after a crash or interrupt) renames what was written to ``<path>.partial`` and
+    leaves the destination as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike, encoding: str = "utf-8") -> None:
+        self.path = Path(path)
+        self.encoding = encoding
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.file: TextIO | None = None
+
+    def open(self) -> TextIO:
+        if self.path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(self.path))
+        why = unwritable_dir(self.path.parent)
+        if why:  # a clearer reason than mkdir's "file exists" for a path under a file
+            raise NotADirectoryError(errno.ENOTDIR, why)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.tmp, "w", encoding=self.encoding)
+        return self.file
+
+    def commit(self) -> None:
+        assert self.file is not None, "open() first"
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def keep_partial(self) -> Path | None:
+        """Move what was written to ``<path>.partial`` (None when nothing could be kept)."""
+        if self.file is None:
+            return None
+        self.file.close()
+        partial = self.path.with_name(self.path.name + ".partial")
+        try:
+            os.replace(self.tmp, partial)
+        except OSError:
+            self.tmp.unlink(missing_ok=True)
+            return None
+        return partial
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.tmp.unlink(missing_ok=True)

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from narspeech.bin.common import add_quiet_arg, apply_quiet
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="narspeech train", description=__doc__)
@@ -16,6 +18,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (every key, with overrides applied) as YAML and exit")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if exp-dir/last.pt exists")
+    add_quiet_arg(p)
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-3 train.max_epochs=10")
     return p
 
@@ -23,6 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
+    apply_quiet(args)
     from narspeech.config import ConfigError, load_config, to_dict
 
     if args.print_config:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from narspeech.audio.features import INT16_SCALE, fbank, num_frames, speed_perturb
+from narspeech.audio.features import INT16_SCALE, fbank, min_samples, num_frames, speed_perturb
 from narspeech.audio.io import AudioError, load_audio
 from narspeech.data.kaldi import Utterance
 from narspeech.text.tokenizer import Tokenizer
@@ -40,7 +40,12 @@ class Example:
 
 
 class ASRDataset(Dataset):
-    """Indexable ASR examples. ``durations`` are read once (headers only) so the sampler can bucket by length."""
+    """Indexable ASR examples. ``durations`` are read once (headers only) so the sampler can bucket by length.
+
+    Utterances whose header cannot be read, or too short for the encoder, are left out at construction and listed
+    in ``problems`` as ``(utt_id, why)``; one that fails later (bad samples) gives ``None``, which :func:`collate`
+    drops, so one bad file never stops a training run.
+    """
 
     def __init__(
         self,
@@ -58,7 +63,23 @@ class ASRDataset(Dataset):
         self.seed = seed
         self.dither = dither  # std of added white noise in 16-bit units (Kaldi's default is 1.0); training only
         self.epoch = 0
-        self.durations = [utterance_duration(u) for u in self.utts]
+        self.problems: list[tuple[str, str]] = []
+        keep, self.durations = [], []
+        # speed perturbation shortens an utterance by up to its largest factor
+        shortest = min_samples(sample_rate) / sample_rate * max((1.0, *self.speed_factors))
+        for u in self.utts:
+            try:
+                d = utterance_duration(u)
+            except AudioError as e:
+                self.problems.append((u.utt_id, str(e)))
+                continue
+            if d < shortest:
+                self.problems.append((u.utt_id, f"{u.audio}: too short ({1000 * d:.0f} ms; at least "
+                                                f"{1000 * shortest:.0f} ms needed)"))
+                continue
+            keep.append(u)
+            self.durations.append(d)
+        self.utts = keep
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -79,7 +100,16 @@ class ASRDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
-    def __getitem__(self, i: int) -> Example:
+    def __getitem__(self, i: int) -> Example | None:
+        try:
+            return self._example(i)
+        except AudioError as e:
+            u = self.utts[i]
+            msg = str(e) if str(e).startswith(str(u.audio)) else f"{u.audio}: {e}"
+            log.warning("skipped utterance %s: %s", u.utt_id, msg)
+            return None
+
+    def _example(self, i: int) -> Example:
         u = self.utts[i]
         seg = u.segment
         wav = load_audio(u.audio, self.sample_rate, seg.start if seg else 0.0, seg.end if seg else -1.0)
@@ -90,14 +120,17 @@ class ASRDataset(Dataset):
             if self.dither > 0:
                 wav = wav + torch.randn(wav.shape, generator=g) * (self.dither / INT16_SCALE)
         feats = fbank(wav, self.sample_rate)
-        if feats.size(0) == 0:
-            raise AudioError(f"{u.audio}: utterance {u.utt_id!r} is too short for one fbank frame")
         ids = self.tokenizer.encode(u.text) if (self.tokenizer is not None and u.text) else []
         return Example(u.utt_id, feats, torch.tensor(ids, dtype=torch.long))
 
 
-def collate(examples: Sequence[Example]) -> dict:
-    """Pad a list of examples: feats (B, T, D) zero-padded, tokens (B, L) padded with -1, and their lengths."""
+def collate(examples: Sequence[Example | None]) -> dict | None:
+    """Pad a list of examples: feats (B, T, D) zero-padded, tokens (B, L) padded with -1, and their lengths.
+
+    ``None`` items (utterances that failed to load) are dropped; a batch of nothing but those is ``None``."""
+    examples = [e for e in examples if e is not None]
+    if not examples:
+        return None
     feats = torch.nn.utils.rnn.pad_sequence([e.feats for e in examples], batch_first=True)
     tokens = torch.nn.utils.rnn.pad_sequence([e.tokens for e in examples], batch_first=True, padding_value=IGNORE_ID)
     return {

@@ -55,6 +55,41 @@ def read_kv(path: str | os.PathLike, allow_empty_value: bool = False) -> dict[st
     return out
 
 
+def read_scp_lenient(path: str | os.PathLike) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A ``wav.scp`` read for batch jobs that skip what they cannot use: ``(entries, problems)``.
+
+    ``entries``: ``(id, audio path)`` in file order. ``problems``: ``(item, why)`` for each line that cannot be used
+    (no path, a piped command, an id seen before, bytes that are not UTF-8), ``item`` being the id or ``line N``;
+    blank lines are ignored. Only an unreadable file raises (:class:`OSError`).
+    """
+    path = Path(path)
+    entries: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                problems.append((f"line {lineno}", f"{where}: not UTF-8 text"))
+                continue
+            if not line:
+                continue
+            parts = line.split(maxsplit=1)
+            key, value = parts[0], parts[1].strip() if len(parts) > 1 else ""
+            if not value:
+                problems.append((key, f"{where}: id {key!r} has no audio path"))
+            elif value.endswith("|"):
+                problems.append((key, f"{where}: id {key!r}: piped commands are not supported, give a file path"))
+            elif key in seen:
+                problems.append((key, f"{where}: id {key!r} already on line {seen[key]}"))
+            else:
+                seen[key] = lineno
+                entries.append((key, value))
+    return entries, problems
+
+
 def write_kv(path: str | os.PathLike, items: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
     """Write ``key value`` lines sorted by key (Kaldi's ``LC_ALL=C sort`` order), atomically."""
     pairs = sorted(items.items() if isinstance(items, Mapping) else items)

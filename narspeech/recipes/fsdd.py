@@ -31,6 +31,7 @@ import numpy as np
 
 from narspeech.audio.io import resample, save_wav
 from narspeech.data.kaldi import Utterance, write_data_dir, write_kv
+from narspeech.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -80,20 +81,15 @@ def default_fsdd_dir() -> Path:
 def load_mono(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 samples at its own rate (levels untouched).
 
-    Raises :class:`AudioFileError` when the file cannot be decoded or is empty, and ``ValueError`` naming the file when
-    it has several channels: mixing channels down would silently change a corpus that is documented as mono.
+    Raises :class:`AudioFileError` naming the file when it cannot be used: unreadable, empty, NaN/Inf, or several
+    channels (mixing them down would silently change a corpus that is documented as mono).
     """
-    import soundfile as sf
+    from narspeech.audio.io import AudioError, read_audio
 
     try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, TypeError) for bad files
-        raise AudioFileError(f"{path}: cannot read audio: {e}") from e
-    if wave.shape[1] != 1:
-        raise ValueError(f"{path}: expected mono audio, got {wave.shape[1]} channels")
-    if wave.shape[0] == 0:
-        raise AudioFileError(f"{path}: no samples")
-    return wave[:, 0], int(sr)
+        return read_audio(path)
+    except AudioError as e:
+        raise AudioFileError(str(e)) from None
 
 
 def scan_folder(folder: Path, pattern: re.Pattern[str]) -> list[Path]:
@@ -173,13 +169,15 @@ def scan_fsdd(fsdd_dir: str | os.PathLike) -> list[FsddTake]:
 def _load_takes(takes: Sequence[FsddTake]) -> dict[FsddTake, np.ndarray]:
     """Load and resample each take once (16 kHz float32); unreadable files are reported and left out."""
     audio: dict[FsddTake, np.ndarray] = {}
-    for t in takes:
+    for t in progress(takes, desc="load takes", unit="take"):
         try:
             wave, sr = load_mono(t.path)
         except AudioFileError as e:
-            logger.warning("skipping unreadable take: %s", e)
+            logger.warning("skipping unusable take: %s", e)
             continue
         audio[t] = resample(wave, sr, TARGET_SAMPLE_RATE).numpy()
+    if len(audio) < len(takes):
+        logger.warning("%d of %d takes could not be used (named above)", len(takes) - len(audio), len(takes))
     return audio
 
 

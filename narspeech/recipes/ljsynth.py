@@ -56,17 +56,9 @@ from pathlib import Path
 
 from narspeech.data.kaldi import Utterance, write_kv
 from narspeech.recipes.fsdd import SHARED_DATA_ENV, shared_data_dir
-from narspeech.recipes.mini import (
-    ID_WIDTH,
-    SPLITS,
-    Speaker,
-    SynthJob,
-    check_sizes,
-    generate_audio,
-    require_espeak,
-    write_split,
-)
+from narspeech.recipes.mini import ID_WIDTH, SPLITS, Speaker
 from narspeech.recipes.mini import SPEAKERS as MINI_SPEAKERS
+from narspeech.recipes.synth import SynthJob, check_sizes, generate_audio, require_espeak, write_split
 
 logger = logging.getLogger(__name__)
 

@@ -12,45 +12,31 @@ torchaudio, written as 16-bit PCM ``<audio_dir>/<utt_id>.wav`` (atomically). A w
 same text, voice, rate and pitch is reused, so reruns are cheap and a changed seed never reuses stale audio.
 
 ``prepare_mini`` is the library function; ``main`` is the thin CLI behind ``narspeech prepare mini``. The speakers
-and the audio helpers (:class:`SynthJob`, :func:`generate_audio`, :func:`write_split`) are shared with
-:mod:`narspeech.recipes.ljsynth`.
+are shared with :mod:`narspeech.recipes.ljsynth`; the audio pipeline (:mod:`narspeech.recipes.synth`) too.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
 import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-
-from narspeech.data.kaldi import Utterance, write_data_dir, write_kv
-
-if TYPE_CHECKING:
-    import torch
+from narspeech.data.kaldi import Utterance
+from narspeech.recipes.synth import SynthJob, check_sizes, generate_audio, require_espeak, write_split
 
 logger = logging.getLogger(__name__)
 
-TARGET_SAMPLE_RATE = 16000  # what the rest of the toolkit (fbank front-ends, vocoders) expects
-EDGE_SILENCE_S = 0.1  # silence kept (or padded) before the first and after the last sound
-PEAK_LIMIT = 0.95  # louder utterances are scaled down to this peak; quieter voices keep their level
-SILENCE_THRESHOLD = 0.01  # |sample| / peak below which an edge sample counts as silence
 MIN_WORDS, MAX_WORDS = 4, 10
 SPLITS = ("train", "dev", "test")
 EVAL_SPLIT = "eval"  # the optional larger held-out set, after train in the sentence stream (``--num-eval``)
 ID_WIDTH = 6  # zero padding of sentence indices, so utterance ids sort numerically up to a million sentences
 MAX_DRAWS_PER_SENTENCE = 200  # rejection-sampling budget before the grammar is declared exhausted
-WORKER_CHUNK = 16  # utterances per task sent to a worker: amortizes pickling without starving the last worker
-AUDIO_KEY_VERSION = "narspeech-mini-2"  # bump when the audio pipeline changes, to invalidate reused wavs
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The grammar. Every word list is written here by hand; nouns and verbs carry (singular, plural/base) forms so that
@@ -251,136 +237,6 @@ SPEAKERS: tuple[Speaker, ...] = (
 def speaker_of(sentence_index: int) -> Speaker:
     """Round robin over the sentence stream, so every set gets every speaker in equal shares."""
     return SPEAKERS[sentence_index % len(SPEAKERS)]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Audio (also used by :mod:`narspeech.recipes.ljsynth`)
-@dataclass(frozen=True)
-class SynthJob:
-    """One utterance to synthesize: ``text`` spoken by ``voice`` at ``rate`` (words per minute) and ``pitch``,
-    written to ``path``; ``version`` names the audio pipeline in the wav's reuse key."""
-
-    utt_id: str
-    text: str
-    speaker: str  # speaker id written to utt2spk
-    voice: str
-    rate: int
-    pitch: int
-    path: str
-    version: str = AUDIO_KEY_VERSION
-
-    @property
-    def key(self) -> str:
-        """What the wav must have been made from to be reused; stored as the wav's comment."""
-        return f"{self.version}|{self.voice}|{self.rate}|{self.pitch}|{self.text}"
-
-
-def trim_edges(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Keep exactly :data:`EDGE_SILENCE_S` of silence at each end (trimming or zero-padding)."""
-    peak = float(np.abs(wave).max()) if wave.size else 0.0
-    if peak == 0.0:
-        raise ValueError("espeak-ng produced silence")
-    loud = np.flatnonzero(np.abs(wave) > SILENCE_THRESHOLD * peak)
-    edge = int(round(EDGE_SILENCE_S * sample_rate))
-    first, last = loud[0], loud[-1] + 1
-    core = wave[max(0, first - edge) : last + edge]
-    pad_start = edge - (first - max(0, first - edge))
-    pad_end = edge - (min(len(wave), last + edge) - last)
-    return np.pad(core, (pad_start, pad_end))
-
-
-def _read_duration_if_reusable(job: SynthJob) -> float | None:
-    """The duration of an existing wav made from the same key, else None (missing, unreadable or stale)."""
-    import soundfile as sf
-
-    try:
-        with sf.SoundFile(job.path) as f:
-            ok = f.samplerate == TARGET_SAMPLE_RATE and f.channels == 1 and f.frames > 0 and f.comment == job.key
-            return f.frames / f.samplerate if ok else None
-    except (sf.LibsndfileError, RuntimeError, OSError):
-        return None
-
-
-def _make_wav(job: SynthJob) -> float:
-    """Synthesize, trim, resample and write one utterance atomically; return its duration in seconds."""
-    from narspeech.audio.io import resample, save_wav
-    from narspeech.recipes import espeak
-
-    wave = espeak.synthesize(job.text, job.voice, job.rate, job.pitch)
-    wave = resample(trim_edges(wave, espeak.SAMPLE_RATE), espeak.SAMPLE_RATE, TARGET_SAMPLE_RATE).numpy()
-    # some variants (and the sinc resampler's overshoot) reach full scale: scale those down rather than clip
-    peak = float(np.abs(wave).max())
-    if peak > PEAK_LIMIT:
-        wave = wave * (PEAK_LIMIT / peak)
-    # the key stored in the wav lets a rerun reuse it only when voice, rate, pitch and text are unchanged
-    return save_wav(job.path, wave, TARGET_SAMPLE_RATE, comment=job.key) / TARGET_SAMPLE_RATE
-
-
-def _make_wavs(jobs: Sequence[SynthJob]) -> list[float]:
-    return [_make_wav(j) for j in jobs]
-
-
-def _init_worker() -> None:
-    import torch
-
-    # nj processes already fill the cores; intra-op threads would only oversubscribe them
-    torch.set_num_threads(1)
-
-
-def _chunks(items: Sequence[SynthJob], size: int) -> Iterator[Sequence[SynthJob]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def generate_audio(jobs: Sequence[SynthJob], nj: int) -> dict[str, float]:
-    """Make the missing wavs with ``nj`` processes; return every utterance's duration in seconds."""
-    durations: dict[str, float] = {}
-    todo: list[SynthJob] = []
-    for job in jobs:
-        d = _read_duration_if_reusable(job)
-        if d is None:
-            todo.append(job)
-        else:
-            durations[job.utt_id] = d
-    logger.info("%d wavs to synthesize, %d reused", len(todo), len(durations))
-    if not todo:
-        return durations
-    if nj <= 1 or len(todo) <= WORKER_CHUNK:
-        results = _make_wavs(todo)
-    else:
-        # spawn, not fork: a fork after the parent has used torch's OpenMP pool can deadlock the child
-        ctx = multiprocessing.get_context("spawn")
-        chunks = list(_chunks(todo, WORKER_CHUNK))
-        with ProcessPoolExecutor(max_workers=nj, mp_context=ctx, initializer=_init_worker) as pool:
-            results = [d for chunk in pool.map(_make_wavs, chunks) for d in chunk]
-    durations.update((j.utt_id, d) for j, d in zip(todo, results))
-    return durations
-
-
-def write_split(split_dir: str | os.PathLike, utts: Sequence[Utterance], durations: dict[str, float]) -> None:
-    """Write one Kaldi data directory plus ``utt2dur``, and log its size."""
-    split_dir = Path(split_dir)
-    write_data_dir(split_dir, utts)
-    write_kv(split_dir / "utt2dur", {u.utt_id: f"{durations[u.utt_id]:.3f}" for u in utts})
-    total = sum(durations[u.utt_id] for u in utts)
-    logger.info("%s: %d utterances, %d speakers, %.1f min of audio (mean %.2f s)", split_dir.name, len(utts),
-                len({u.speaker for u in utts}), total / 60, total / max(len(utts), 1))  # fmt: skip
-
-
-def check_sizes(**sizes: int) -> None:
-    """Raise ValueError naming the first negative set size."""
-    for name, n in sizes.items():
-        if n < 0:
-            raise ValueError(f"{name} must be >= 0, got {n}")
-
-
-def require_espeak() -> None:
-    """Fail before forking workers, with the loader's message, when espeak-ng cannot be used here."""
-    from narspeech.recipes import espeak
-
-    ok, why = espeak.is_available()
-    if not ok:
-        raise espeak.EspeakError(why)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def prepare_yesno(
             try:
                 wave, sr = load_mono(paths[file_name])
             except AudioFileError as e:
-                logger.warning("skipping unreadable recording: %s", e)
+                logger.warning("skipping unusable recording: %s", e)
                 continue
             wave = resample(wave, sr, TARGET_SAMPLE_RATE).numpy()
             stem = Path(file_name).stem

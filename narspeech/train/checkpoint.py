@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,38 +39,73 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _weights_only_reason(e: Exception) -> str:
+    """What PyTorch's weights_only loader refused (e.g. ``posix.system``), without its advice to turn the check off."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(e))
+    return m.group(1) if m else "objects other than data and tensors"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load with ``weights_only=True``: a file carrying pickled code (callables, classes) is refused."""
+    """Load with ``weights_only=True``: a file carrying pickled code (callables, classes) is refused.
+
+    Every failure is a :class:`CheckpointError` that names the file and says what it is (missing, a directory, not a
+    PyTorch file or truncated, holding code, a PyTorch file of something else); loading code is never suggested.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if p.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a narspeech model file")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        is_zip = zipfile.is_zipfile(p)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not is_zip:  # torch.save writes a zip archive; anything else would go to PyTorch's legacy unpickler
+        raise CheckpointError(f"not a narspeech model file: {path} (not a PyTorch archive: truncated, corrupt, "
+                              "or another format)")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
         raise CheckpointError(
-            f"{path}: refused or unreadable: only plain data and tensors are loaded (weights_only=True): {e}"
+            f"not a narspeech model file: {path} holds Python code ({_weights_only_reason(e)}), which narspeech never "
+            "loads (weights_only=True); narspeech files hold only plain data and tensors"
         ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"not a narspeech model file: {path} (corrupt PyTorch archive: {first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a narspeech checkpoint (format {FORMAT!r} expected)")
+        what = f"format {ckpt.get('format')!r}" if isinstance(ckpt, dict) and "format" in ckpt else "no format tag"
+        raise CheckpointError(f"not a narspeech model file: {path} (a PyTorch file with {what}; expected one written "
+                              f"by narspeech train, format {FORMAT!r})")
+    missing = [k for k in ("config", "tokenizer", "model") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: narspeech file without {', '.join(missing)} (not a complete model file)")
     return ckpt
 
 
-def build_model_from_checkpoint(ckpt: dict):
-    """(model, tokenizer, experiment config) from a loaded checkpoint dict; the model is in eval mode."""
+def build_model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>"):
+    """(model, tokenizer, experiment config) from a loaded checkpoint dict; the model is in eval mode.
+
+    A file whose config, tokenizer or weights do not fit this version of narspeech is a :class:`CheckpointError`."""
     from narspeech.config import config_from_dict
     from narspeech.registry import MODELS
     from narspeech.text.tokenizer import tokenizer_from_state
 
-    cfg = config_from_dict(ckpt["config"])
-    tok = tokenizer_from_state(ckpt["tokenizer"])
-    model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, tok.vocab_size)
-    model.load_state_dict(ckpt["model"])
+    try:
+        cfg = config_from_dict(ckpt["config"])
+        tok = tokenizer_from_state(ckpt["tokenizer"])
+        model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, tok.vocab_size)
+        model.load_state_dict(ckpt["model"])
+    except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: cannot build the model it describes: {first}") from None
     model.eval()
     return model, tok, cfg
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     """Load a model file; returns ``(model, tokenizer, config)``."""
-    model, tok, cfg = build_model_from_checkpoint(load_checkpoint(path, "cpu"))
+    model, tok, cfg = build_model_from_checkpoint(load_checkpoint(path, "cpu"), path)
     return model.to(map_location), tok, cfg
 
 

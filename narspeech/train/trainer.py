@@ -16,18 +16,20 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.config import ExperimentConfig, to_dict
+from narspeech.config import ConfigError, ExperimentConfig, to_dict
 from narspeech.data.dataset import ASRDataset, collate
-from narspeech.data.kaldi import read_data_dir
+from narspeech.data.kaldi import DataDirError, read_data_dir
 from narspeech.data.sampler import BucketBatchSampler
 from narspeech.metrics import char_error_rate
 from narspeech.registry import MODELS
 from narspeech.text.tokenizer import Tokenizer, load_tokenizer
 from narspeech.train import checkpoint as ckpt_lib
-from narspeech.train.distributed import DistInfo, all_reduce_min, barrier, init_distributed
+from narspeech.train.distributed import all_reduce_min, barrier, init_distributed
 from narspeech.train.loss import total_loss
 
-log = logging.getLogger("narspeech.train")
+log = logging.getLogger(__name__)
+# unusable utterances named one by one in the log before the rest are only counted
+MAX_LISTED_PROBLEMS = 10
 
 
 def set_seed(seed: int) -> None:
@@ -90,7 +92,7 @@ class Trainer:
         o = cfg.optim
         opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.name)
         if opt_cls is None:
-            raise ValueError(f"unknown optimizer {o.name!r}; valid: adam, adamw")
+            raise ConfigError(f"unknown optimizer {o.name!r}; valid: adam, adamw")
         self.optimizer = opt_cls(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, noam_lambda(o.warmup_steps))
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
@@ -101,15 +103,34 @@ class Trainer:
         self.history: list[dict] = []  # one entry per finished epoch
         self.bad_steps = 0
         self.writer = None
+        self._start: float | None = None  # time.monotonic() the time budget counts from (earlier runs included)
+        self._resumed_elapsed: float | None = None  # seconds used before this run, from last.pt
+
+    def _elapsed(self) -> float:
+        """Wall-clock seconds this experiment has trained, over every run of it (the budget's measure)."""
+        return 0.0 if self._start is None else time.monotonic() - self._start
+
+    def _budget_spent(self) -> bool:
+        t = self.cfg.train
+        return t.max_minutes > 0 and self._elapsed() / 60 >= t.max_minutes
 
     # ---- data -------------------------------------------------------------------------------------------
     def _dataset(self, dirs: list[str], train: bool) -> ASRDataset:
         utts = [u for d in dirs for u in read_data_dir(d)]
         if not utts:
-            raise ValueError(f"no utterances in {dirs}")
+            raise DataDirError(f"no utterances in {' '.join(dirs)}")
         d = self.cfg.data
         ds = ASRDataset(utts, self.tokenizer, d.sample_rate, d.speed_perturb if train else (1.0,), self.cfg.train.seed,
                         d.dither if train else 0.0)
+        if ds.problems:
+            log.warning("skipping %d of %d utterances of %s that cannot be used:", len(ds.problems), len(utts),
+                        " ".join(dirs))
+            for utt_id, why in ds.problems[:MAX_LISTED_PROBLEMS]:
+                log.warning("  %s: %s", utt_id, why)
+            if len(ds.problems) > MAX_LISTED_PROBLEMS:
+                log.warning("  ... and %d more", len(ds.problems) - MAX_LISTED_PROBLEMS)
+        if len(ds) == 0:
+            raise DataDirError(f"no usable utterances in {' '.join(dirs)} (all {len(utts)} skipped, see above)")
         if train:
             keep = [i for i, dur in enumerate(ds.durations) if dur <= d.max_utt_seconds]
             if len(keep) < len(utts):
@@ -135,6 +156,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "history": list(self.history),
+            "elapsed": self._elapsed(),
         }
         if full:
             c.update(
@@ -158,12 +180,12 @@ class Trainer:
         bad = [f"{k} {tuple(v.shape)} (this model: {tuple(own[k].shape)})" for k, v in src.items()
                if k in own and v.shape != own[k].shape]
         if bad:
-            raise ValueError(f"train.init_from {path}: shapes differ from this model's: {'; '.join(bad)}")
+            raise ConfigError(f"train.init_from {path}: shapes differ from this model's: {'; '.join(bad)}")
         # the whole dict, not only the names in ``own``: a model's load pre-hooks may rename old keys
         result = self.model.load_state_dict(src, strict=False)
         missing, extra = sorted(result.missing_keys), sorted(result.unexpected_keys)
         if len(missing) == len(own):
-            raise ValueError(f"train.init_from {path}: no parameter in common with this model ({self.cfg.model.name})")
+            raise ConfigError(f"train.init_from {path}: no parameter in common with this model ({self.cfg.model.name})")
         if missing and callable(getattr(self.model, "init_missing", None)):
             self.model.init_missing(missing)  # a model may start what the file lacked otherwise (e.g. at zero)
         log.info("initialised %d of %d tensors from %s%s%s", len(own) - len(missing), len(own), path,
@@ -183,6 +205,7 @@ class Trainer:
         self.scaler.load_state_dict(c["scaler"])
         self.step, self.epoch, self.batch_in_epoch = c["step"], c["epoch"], c["batch_in_epoch"]
         self.history = list(c["history"])
+        self._resumed_elapsed = c.get("elapsed")
         _set_rng_state(c["rng"], self.device)
         log.info("resumed from %s: epoch %d, batch %d, step %d", path, self.epoch, self.batch_in_epoch, self.step)
 
@@ -256,6 +279,8 @@ class Trainer:
         tot, n = 0.0, 0
         refs, hyps = [], []
         for batch in loader:
+            if batch is None:  # every utterance of it failed to load (named in the log)
+                continue
             batch = self._to_device(batch)
             b = batch["feats"].size(0)
             tot += float(total_loss(self.model(batch))) * b
@@ -272,8 +297,12 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def fit(self) -> Path | None:
-        """Train until ``max_epochs`` (or the time budget); returns the exported model path on rank 0."""
-        from tqdm import tqdm
+        """Train until ``max_epochs`` or the time budget; returns the exported model path on rank 0.
+
+        The budget (``train.max_minutes``) is checked after every optimizer step: past it, the epoch is closed
+        early (validated, ``epoch<N>.pt`` written, marked partial in the history) and ``last.pt`` keeps the exact
+        position, so a later run with a larger budget or more epochs continues the same epoch."""
+        from narspeech.progress import progress
 
         t = self.cfg.train
         self.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -292,25 +321,30 @@ class Trainer:
         log.info("%d train / %d valid utterances, %.2fM parameters, device %s, world size %d", len(train_ds),
                  len(valid_ds), sum(p.numel() for p in self.model.parameters()) / 1e6, self.device, self.dist.world_size)
         # the time budget counts wall-clock time (validation included) over every run of this experiment, so that
-        # running a finished command again only re-exports (older checkpoints: the training seconds per epoch)
-        used = self.history[-1].get("elapsed", sum(h.get("seconds", 0.0) for h in self.history)) if self.history else 0.0
-        start = time.monotonic() - used
+        # running a finished command again only re-exports (older checkpoints: from the history)
+        used = self._resumed_elapsed
+        if used is None:
+            used = self.history[-1].get("elapsed", sum(h.get("seconds", 0.0) for h in self.history)) if self.history else 0.0
+        self._start = time.monotonic() - used
         accum = self.cfg.optim.accum_grad
         self.model.train()
-        spent = t.max_minutes > 0 and self.batch_in_epoch == 0 and used / 60 >= t.max_minutes
-        if spent:
+        if self._budget_spent():
             log.info("time budget of %.1f min already used (%.1f min over %d epochs): nothing left to train",
                      t.max_minutes, used / 60, len(self.history))
-        while self.epoch <= t.max_epochs and not spent:
+        stop = self._budget_spent()
+        while self.epoch <= t.max_epochs and not stop:
             train_ds.set_epoch(self.epoch)
             sampler.set_epoch(self.epoch, self.batch_in_epoch)
             epoch_start = time.monotonic()
             loader = self._loader(train_ds, sampler)
+            epoch_batches = self.batch_in_epoch + len(sampler)
             sums: dict[str, float] = {}
             nb = 0
-            bar = tqdm(loader, desc=f"epoch {self.epoch}", disable=None if self.dist.is_main else True, leave=False)
+            bar = progress(loader, desc=f"epoch {self.epoch}/{t.max_epochs}", unit="batch", enabled=self.dist.is_main)
             for batch in bar:
                 self.batch_in_epoch += 1
+                if batch is None:  # every utterance of it failed to load (named in the log)
+                    continue
                 stats = self.train_batch(batch, sync=self.batch_in_epoch % accum == 0)
                 if stats is None:
                     self.bad_steps += 1
@@ -331,42 +365,68 @@ class Trainer:
                             self.writer.add_scalar(f"train/{k}", v, self.step)
                         self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
                         self.writer.add_scalar("train/grad_norm", gnorm, self.step)
-                        log.info("epoch %d step %d: %s lr %.2e", self.epoch, self.step,
-                                 " ".join(f"{k} {v:.3f}" for k, v in stats.items()), self.scheduler.get_last_lr()[0])
-                    bar.set_postfix(loss=f"{stats['loss']:.3f}")
+                        log.info("epoch %d batch %d/%d (epoch ETA %s) step %d: %s lr %.2e", self.epoch,
+                                 self.batch_in_epoch, epoch_batches,
+                                 _eta(time.monotonic() - epoch_start, nb, epoch_batches - self.batch_in_epoch),
+                                 self.step, " ".join(f"{k} {v:.3f}" for k, v in stats.items()),
+                                 self.scheduler.get_last_lr()[0])
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}", step=self.step)
                     if t.save_interval_steps and self.step % t.save_interval_steps == 0:
                         self._save_last()
-            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - epoch_start, start)
-            over_budget = t.max_minutes > 0 and (time.monotonic() - start) / 60 >= t.max_minutes
-            if all_reduce_min(1.0 if over_budget else 0.0, self.dist, self.device) == 1.0 and self.epoch <= t.max_epochs:
-                log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, self.epoch - 1)
-                break
+                    if t.max_minutes > 0 and all_reduce_min(float(self._budget_spent()), self.dist, self.device) == 1.0:
+                        stop = True
+                        break
+            bar.close()
+            partial = stop and self.batch_in_epoch < epoch_batches
+            if partial:
+                log.info("time budget of %.1f min reached at epoch %d batch %d/%d: closing the epoch early (resumable)",
+                         t.max_minutes, self.epoch, self.batch_in_epoch, epoch_batches)
+            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - epoch_start,
+                            partial=partial, epoch_batches=epoch_batches)
+            if not stop and t.max_minutes > 0:
+                stop = all_reduce_min(float(self._budget_spent()), self.dist, self.device) == 1.0
+                if stop and self.epoch <= t.max_epochs:
+                    log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, self.epoch - 1)
         out = self.export() if self.dist.is_main else None
         barrier(self.dist)
         if self.writer is not None:
             self.writer.close()
         return out
 
-    def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], seconds: float, start: float) -> None:
+    def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], seconds: float,
+                   partial: bool = False, epoch_batches: int = 0) -> None:
         """Validate (rank 0), record the epoch, write ``epoch<N>.pt`` and ``last.pt``, prune old epochs.
 
-        ``seconds``: the epoch's training time; ``start``: the ``time.monotonic()`` the experiment's time budget
-        counts from (earlier runs included)."""
+        ``seconds``: the epoch's training time in this run. ``partial``: the time budget stopped the epoch after
+        ``batch_in_epoch`` of its ``epoch_batches`` batches; its history entry says so, and ``last.pt`` keeps the
+        position, so a resumed run finishes the epoch and replaces the entry."""
         if self.dist.is_main:
             metrics = self.validate(valid_loader)
-            entry = {"epoch": self.epoch, "step": self.step, "seconds": seconds, "elapsed": time.monotonic() - start,
+            entry = {"epoch": self.epoch, "step": self.step, "seconds": seconds, "elapsed": self._elapsed(),
                      **{f"train_{k}": v for k, v in train_stats.items()}, **metrics}
-            log.info("epoch %d done: %s", self.epoch, " ".join(f"{k} {v:.4f}" for k, v in entry.items() if isinstance(v, float)))
+            if partial:
+                entry.update(partial=True, batches=self.batch_in_epoch, epoch_batches=epoch_batches)
+            log.info("epoch %d %s: %s", self.epoch, f"stopped at batch {self.batch_in_epoch}/{epoch_batches}" if partial
+                     else "done", " ".join(f"{k} {v:.4f}" for k, v in entry.items() if isinstance(v, float)))
             for k, v in metrics.items():
                 self.writer.add_scalar(k.replace("_", "/", 1), v, self.epoch)
-            self.history.append(entry)
+            self.history = [h for h in self.history if h["epoch"] != self.epoch] + [entry]
             ckpt_lib.save_atomic(self._ckpt(full=False), self.exp_dir / f"epoch{self.epoch}.pt")
-        self.epoch += 1
-        self.batch_in_epoch = 0
+        if not partial:
+            self.epoch += 1
+            self.batch_in_epoch = 0
         if self.dist.is_main:
             self._save_last()
             self._prune_epochs()
         barrier(self.dist)
+
+
+def _eta(seconds: float, done: int, left: int) -> str:
+    """``m:ss`` left at the pace so far (``?`` before the first batch)."""
+    if done <= 0:
+        return "?"
+    rest = int(seconds / done * left)
+    return f"{rest // 60}:{rest % 60:02d}"
 
 
 def _yaml(d: dict) -> str:
