@@ -8,6 +8,7 @@ there the long steps log plain lines at their own pace instead.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -44,5 +45,10 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
     kwargs.setdefault("leave", False)
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not (enabled and bars_enabled()), dynamic_ncols=True,
-                file=sys.stderr, **kwargs)
+    # the terminal's size, 80 x 24 where it reports none: on a pseudo-terminal of size 0 (ssh -T, script, some CI
+    # runners) tqdm would hide every bar as beyond the screen's last row
+    size = shutil.get_terminal_size()
+    kwargs.setdefault("ncols", size.columns)
+    kwargs.setdefault("nrows", size.lines)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not (enabled and bars_enabled()), file=sys.stderr,
+                **kwargs)
