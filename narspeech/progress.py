@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tqdm import tqdm
@@ -52,3 +53,21 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     kwargs.setdefault("nrows", size.lines)
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not (enabled and bars_enabled()), file=sys.stderr,
                 **kwargs)
+
+
+def write(message: str) -> None:
+    """Print a line on stderr above any progress bar (a plain print would be glued to the bar's line)."""
+    tqdm.write(message, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def logs_above_bars() -> Iterator[None]:
+    """While bars are drawn, route the console handlers of the root logger through :func:`write` (the log file
+    handlers are untouched), so log lines do not land in the middle of a bar."""
+    if not bars_enabled():
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        yield

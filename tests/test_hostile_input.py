@@ -213,3 +213,27 @@ def test_training_skips_unusable_utterances_by_name(tone_setup, tmp_path, caplog
     assert "skipping 2 of 11 utterances" in caplog.text
     assert "zz_short" in caplog.text and "too short" in caplog.text and "zz_corrupt" in caplog.text
     assert "skipped utterance zz_nan" in caplog.text and "NaN" in caplog.text
+
+
+def test_log_lines_are_written_above_a_progress_bar_not_into_it(monkeypatch, capsys):
+    import sys
+
+    from narspeech import progress
+
+    monkeypatch.delenv(progress.QUIET_ENV, raising=False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    logger = logging.getLogger("narspeech.test_progress")
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger().addHandler(handler)
+    try:
+        with progress.logs_above_bars():
+            for i in progress.progress(range(3), desc="work", mininterval=0):
+                if i == 1:
+                    logger.warning("a line of its own")
+                    progress.write("an error line of its own")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    err = capsys.readouterr().err
+    lines = err.replace("\r", "\n").splitlines()
+    assert "a line of its own" in lines and "an error line of its own" in lines, err
+    assert any(line.startswith("work:") for line in lines), err

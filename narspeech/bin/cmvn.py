@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.audio.features import CMVNAccumulator, fbank
     from narspeech.audio.io import AudioError, load_audio
     from narspeech.data.kaldi import DataDirError, read_data_dir
-    from narspeech.progress import progress
+    from narspeech.progress import progress, write
 
     try:
         utts = [u for d in args.data for u in read_data_dir(d, require_text=False)]
@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             acc.add(fbank(wav, args.sample_rate))
         except AudioError as e:
             msg = str(e) if str(e).startswith(str(u.audio)) else f"{u.audio}: {e}"
-            print(f"{PROG}: skipping {u.utt_id}: {msg}", file=sys.stderr)
+            write(f"{PROG}: skipping {u.utt_id}: {msg}")
             skipped += 1
     if acc.count == 0:
         out.discard()
-        print(f"{PROG}: no usable audio in {' '.join(args.data)} ({skipped} utterances skipped): {args.out} not written",
-              file=sys.stderr)
+        print(f"{PROG}: no usable audio in {' '.join(args.data)} ({skipped} utterances skipped): "
+              f"{args.out} not written", file=sys.stderr)
         return 2
     mean, std = acc.stats()
     json.dump({"mean": mean.tolist(), "std": std.tolist(), "frames": acc.count}, out.file)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.asr.transcribe import MAX_SECONDS, transcribe_utterances
     from narspeech.data.kaldi import DataDirError, read_data_dir, write_kv
     from narspeech.metrics import char_error_rate, word_error_rate
-    from narspeech.progress import progress
+    from narspeech.progress import progress, write
     from narspeech.train.checkpoint import CheckpointError, load_model
 
     why = unwritable_dir(args.out_dir)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         results = transcribe_utterances(model, tok, utts, args.batch_size, opts, max_seconds=max_seconds)
         for t in progress(results, total=len(utts), desc=f"decode {Path(d).name}", unit="utt"):
             if t.error is not None:
-                print(f"{PROG}: skipped {t.key}: {t.error}", file=sys.stderr)
+                write(f"{PROG}: skipped {t.key}: {t.error}")
                 failed += 1
             else:
                 hyps[t.key] = t.text or ""

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from narspeech.asr.transcribe import MAX_SECONDS, transcribe_utterances
     from narspeech.data.kaldi import Utterance, read_scp_lenient
-    from narspeech.progress import progress
+    from narspeech.progress import progress, write
     from narspeech.train.checkpoint import CheckpointError, load_model
 
     if args.threads:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in progress(results, total=len(utts), desc="transcribe", unit="file"):
             if t.error is not None:
                 failed += 1
-                print(f"{PROG}: ERROR {t.key}: {t.error}", file=sys.stderr)
+                write(f"{PROG}: ERROR {t.key}: {t.error}")
                 continue
             out.write(f"{t.key} {t.text}\n")
             out.flush()

@@ -31,7 +31,7 @@ import numpy as np
 
 from narspeech.audio.io import resample, save_wav
 from narspeech.data.kaldi import Utterance, write_data_dir, write_kv
-from narspeech.progress import progress
+from narspeech.progress import logs_above_bars, progress
 
 logger = logging.getLogger(__name__)
 
@@ -169,13 +169,14 @@ def scan_fsdd(fsdd_dir: str | os.PathLike) -> list[FsddTake]:
 def _load_takes(takes: Sequence[FsddTake]) -> dict[FsddTake, np.ndarray]:
     """Load and resample each take once (16 kHz float32); unreadable files are reported and left out."""
     audio: dict[FsddTake, np.ndarray] = {}
-    for t in progress(takes, desc="load takes", unit="take"):
-        try:
-            wave, sr = load_mono(t.path)
-        except AudioFileError as e:
-            logger.warning("skipping unusable take: %s", e)
-            continue
-        audio[t] = resample(wave, sr, TARGET_SAMPLE_RATE).numpy()
+    with logs_above_bars():
+        for t in progress(takes, desc="load takes", unit="take"):
+            try:
+                wave, sr = load_mono(t.path)
+            except AudioFileError as e:
+                logger.warning("skipping unusable take: %s", e)
+                continue
+            audio[t] = resample(wave, sr, TARGET_SAMPLE_RATE).numpy()
     if len(audio) < len(takes):
         logger.warning("%d of %d takes could not be used (named above)", len(takes) - len(audio), len(takes))
     return audio

@@ -133,8 +133,8 @@ class Trainer:
             raise DataDirError(f"no usable utterances in {' '.join(dirs)} (all {len(utts)} skipped, see above)")
         if train:
             keep = [i for i, dur in enumerate(ds.durations) if dur <= d.max_utt_seconds]
-            if len(keep) < len(utts):
-                log.warning("skipping %d training utterances longer than %.1fs", len(utts) - len(keep), d.max_utt_seconds)
+            if len(keep) < len(ds):
+                log.warning("skipping %d training utterances longer than %.1fs", len(ds) - len(keep), d.max_utt_seconds)
                 ds = ds.subset(keep)
         return ds
 
@@ -302,7 +302,7 @@ class Trainer:
         The budget (``train.max_minutes``) is checked after every optimizer step: past it, the epoch is closed
         early (validated, ``epoch<N>.pt`` written, marked partial in the history) and ``last.pt`` keeps the exact
         position, so a later run with a larger budget or more epochs continues the same epoch."""
-        from narspeech.progress import progress
+        from narspeech.progress import logs_above_bars
 
         t = self.cfg.train
         self.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -323,75 +323,87 @@ class Trainer:
         # the time budget counts wall-clock time (validation included) over every run of this experiment, so that
         # running a finished command again only re-exports (older checkpoints: from the history)
         used = self._resumed_elapsed
-        if used is None:
-            used = self.history[-1].get("elapsed", sum(h.get("seconds", 0.0) for h in self.history)) if self.history else 0.0
+        if used is None and self.history:
+            used = self.history[-1].get("elapsed", sum(h.get("seconds", 0.0) for h in self.history))
+        used = used or 0.0
         self._start = time.monotonic() - used
-        accum = self.cfg.optim.accum_grad
         self.model.train()
         if self._budget_spent():
             log.info("time budget of %.1f min already used (%.1f min over %d epochs): nothing left to train",
                      t.max_minutes, used / 60, len(self.history))
         stop = self._budget_spent()
-        while self.epoch <= t.max_epochs and not stop:
-            train_ds.set_epoch(self.epoch)
-            sampler.set_epoch(self.epoch, self.batch_in_epoch)
-            epoch_start = time.monotonic()
-            loader = self._loader(train_ds, sampler)
-            epoch_batches = self.batch_in_epoch + len(sampler)
-            sums: dict[str, float] = {}
-            nb = 0
-            bar = progress(loader, desc=f"epoch {self.epoch}/{t.max_epochs}", unit="batch", enabled=self.dist.is_main)
-            for batch in bar:
-                self.batch_in_epoch += 1
-                if batch is None:  # every utterance of it failed to load (named in the log)
-                    continue
-                stats = self.train_batch(batch, sync=self.batch_in_epoch % accum == 0)
-                if stats is None:
-                    self.bad_steps += 1
-                    self.optimizer.zero_grad(set_to_none=True)
-                    log.warning("non-finite loss at epoch %d batch %d (%s); batch skipped", self.epoch,
-                                self.batch_in_epoch, ",".join(batch["utt_ids"][:3]))
-                    if self.bad_steps > t.max_bad_steps:
-                        raise RuntimeError(f"{self.bad_steps} consecutive non-finite losses; lower the lr or check data")
-                    continue
-                self.bad_steps = 0
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                nb += 1
-                if self.batch_in_epoch % accum == 0:
-                    gnorm = self.optimizer_step()
-                    if self.writer is not None and self.step % t.log_interval == 0:
-                        for k, v in stats.items():
-                            self.writer.add_scalar(f"train/{k}", v, self.step)
-                        self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                        self.writer.add_scalar("train/grad_norm", gnorm, self.step)
-                        log.info("epoch %d batch %d/%d (epoch ETA %s) step %d: %s lr %.2e", self.epoch,
-                                 self.batch_in_epoch, epoch_batches,
-                                 _eta(time.monotonic() - epoch_start, nb, epoch_batches - self.batch_in_epoch),
-                                 self.step, " ".join(f"{k} {v:.3f}" for k, v in stats.items()),
-                                 self.scheduler.get_last_lr()[0])
-                    bar.set_postfix(loss=f"{stats['loss']:.3f}", step=self.step)
-                    if t.save_interval_steps and self.step % t.save_interval_steps == 0:
-                        self._save_last()
-                    if t.max_minutes > 0 and all_reduce_min(float(self._budget_spent()), self.dist, self.device) == 1.0:
-                        stop = True
-                        break
-            bar.close()
-            partial = stop and self.batch_in_epoch < epoch_batches
-            if partial:
-                log.info("time budget of %.1f min reached at epoch %d batch %d/%d: closing the epoch early (resumable)",
-                         t.max_minutes, self.epoch, self.batch_in_epoch, epoch_batches)
-            self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - epoch_start,
-                            partial=partial, epoch_batches=epoch_batches)
-            if not stop and t.max_minutes > 0:
-                stop = all_reduce_min(float(self._budget_spent()), self.dist, self.device) == 1.0
-                if stop and self.epoch <= t.max_epochs:
-                    log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, self.epoch - 1)
+        with logs_above_bars():
+            while self.epoch <= t.max_epochs and not stop:
+                stop = self._train_epoch(train_ds, sampler, valid_loader)
         out = self.export() if self.dist.is_main else None
         barrier(self.dist)
         if self.writer is not None:
             self.writer.close()
         return out
+
+    def _train_epoch(self, train_ds: ASRDataset, sampler: BucketBatchSampler, valid_loader: DataLoader) -> bool:
+        """Train the current epoch from ``batch_in_epoch`` on, then close it (:meth:`_end_epoch`); True when the
+        time budget is spent (the epoch then closes early when it stopped before its last batch)."""
+        from narspeech.progress import progress
+
+        t = self.cfg.train
+        accum = self.cfg.optim.accum_grad
+        train_ds.set_epoch(self.epoch)
+        sampler.set_epoch(self.epoch, self.batch_in_epoch)
+        epoch_start = time.monotonic()
+        epoch_batches = self.batch_in_epoch + len(sampler)
+        sums: dict[str, float] = {}
+        nb = 0
+        stop = False
+        bar = progress(self._loader(train_ds, sampler), desc=f"epoch {self.epoch}/{t.max_epochs}", unit="batch",
+                       enabled=self.dist.is_main)
+        for batch in bar:
+            self.batch_in_epoch += 1
+            if batch is None:  # every utterance of it failed to load (named in the log)
+                continue
+            stats = self.train_batch(batch, sync=self.batch_in_epoch % accum == 0)
+            if stats is None:
+                self.bad_steps += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                log.warning("non-finite loss at epoch %d batch %d (%s); batch skipped", self.epoch,
+                            self.batch_in_epoch, ",".join(batch["utt_ids"][:3]))
+                if self.bad_steps > t.max_bad_steps:
+                    raise RuntimeError(f"{self.bad_steps} consecutive non-finite losses; lower the lr or check data")
+                continue
+            self.bad_steps = 0
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            nb += 1
+            if self.batch_in_epoch % accum != 0:
+                continue
+            gnorm = self.optimizer_step()
+            if self.writer is not None and self.step % t.log_interval == 0:
+                for k, v in stats.items():
+                    self.writer.add_scalar(f"train/{k}", v, self.step)
+                self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                self.writer.add_scalar("train/grad_norm", gnorm, self.step)
+                eta = _eta(time.monotonic() - epoch_start, nb, epoch_batches - self.batch_in_epoch)
+                log.info("epoch %d batch %d/%d (epoch ETA %s) step %d: %s lr %.2e", self.epoch, self.batch_in_epoch,
+                         epoch_batches, eta, self.step, " ".join(f"{k} {v:.3f}" for k, v in stats.items()),
+                         self.scheduler.get_last_lr()[0])
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", step=self.step)
+            if t.save_interval_steps and self.step % t.save_interval_steps == 0:
+                self._save_last()
+            if t.max_minutes > 0 and all_reduce_min(float(self._budget_spent()), self.dist, self.device) == 1.0:
+                stop = True
+                break
+        bar.close()
+        partial = stop and self.batch_in_epoch < epoch_batches
+        if partial:
+            log.info("time budget of %.1f min reached at epoch %d batch %d/%d: closing the epoch early (resumable)",
+                     t.max_minutes, self.epoch, self.batch_in_epoch, epoch_batches)
+        self._end_epoch(valid_loader, {k: v / max(1, nb) for k, v in sums.items()}, time.monotonic() - epoch_start,
+                        partial=partial, epoch_batches=epoch_batches)
+        if not stop and t.max_minutes > 0:
+            stop = all_reduce_min(float(self._budget_spent()), self.dist, self.device) == 1.0
+            if stop and self.epoch <= t.max_epochs:
+                log.info("time budget of %.1f min reached after epoch %d", t.max_minutes, self.epoch - 1)
+        return stop
 
     def _end_epoch(self, valid_loader: DataLoader, train_stats: dict[str, float], seconds: float,
                    partial: bool = False, epoch_batches: int = 0) -> None:
