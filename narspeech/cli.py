@@ -11,7 +11,7 @@ import sys
 
 # verb -> (module under narspeech.bin, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
-    "prepare": ("prepare", "prepare a corpus as Kaldi data directories (mini, ljsynth, fsdd, yesno, librispeech)"),
+    "prepare": ("prepare", "prepare a corpus as Kaldi data directories (mini, ljsynth, fsdd, yesno, librispeech, an4)"),
     "validate": ("validate", "check a Kaldi data directory (validate_data_dir.sh-like)"),
     "tokens": ("tokens", "build a char or SentencePiece BPE tokenizer from data dirs"),
     "cmvn": ("cmvn", "compute global CMVN statistics of fbank features"),
@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except _user_errors() as e:  # a problem with the user's input, named by its message: no traceback
         print(f"narspeech {verb}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file or folder that is missing, unreadable or unwritable
+        from narspeech.bin.common import os_reason
+
+        print(f"narspeech {verb}: error: {os_reason(e)}", file=sys.stderr)
         return 2
 
 

@@ -237,3 +237,12 @@ def test_log_lines_are_written_above_a_progress_bar_not_into_it(monkeypatch, cap
     lines = err.replace("\r", "\n").splitlines()
     assert "a line of its own" in lines and "an error line of its own" in lines, err
     assert any(line.startswith("work:") for line in lines), err
+
+
+def test_missing_files_given_to_any_verb_are_one_line_errors(tmp_path, capsys):
+    for argv in (["score", "--ref", str(tmp_path / "ref"), "--hyp", str(tmp_path / "hyp")],
+                 ["tokens", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "tok")],
+                 ["train", "--config", str(tmp_path / "none.yaml"), "--exp-dir", str(tmp_path / "exp")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "no such file or directory" in err and "Traceback" not in err
