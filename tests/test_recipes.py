@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from narspeech.data.kaldi import read_kv, validate_data_dir
+from test_prepare_an4 import make_fake_an4
 from test_prepare_fsdd_yesno import make_fake_fsdd, make_fake_yesno
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,3 +213,22 @@ def test_yesno_recipe(tmp_path: Path) -> None:
     exp = recipe / "exp/ctc"
     check_model(exp / "model.pt", "bpe")
     check_decode(exp / "decode/test", data / "test")
+
+
+@pytest.mark.slow
+def test_an4_recipe(tmp_path: Path) -> None:
+    """Every stage on an AN4-shaped stand-in (.sph audio, as the CMU archive has it); dev = one whole speaker."""
+    an4_dir = make_fake_an4(tmp_path / "an4", suffix=".sph")
+    recipe = copy_recipe(tmp_path, "an4")
+    run_recipe(recipe, "--an4_dir", str(an4_dir), "--num_dev", "3", "--nbpe", "16", "--train_args", TINY_MODEL)
+    data = recipe / "data"
+    assert {s: n_lines(data / s / "text") for s in ("train", "dev", "test")} == {"train": 9, "dev": 3, "test": 6}
+    assert not {read_kv(data / "dev/utt2spk")[u] for u in read_kv(data / "dev/utt2spk")} & set(
+        read_kv(data / "train/utt2spk").values())
+    assert len(list((data / "wav").glob("*/*.wav"))) == 18 and not (recipe / "downloads").exists()
+    exp = recipe / "exp/ctc"
+    check_model(exp / "model.pt", "bpe")
+    check_decode(exp / "decode/test", data / "test")
+    check_decode(exp / "decode/dev", data / "dev")
+    res = json.loads((exp / "bench/results.json").read_text())
+    assert [r["system"] for r in res["rows"] if r["device"] == "cpu"] == ["ctc greedy", "ctc beam10"]

@@ -11,6 +11,7 @@ CORPORA = {
     "yesno": "the Kaldi yes/no corpus (OpenSLR 1)",
     "ljsynth": "sentence-level multi-voice corpus: LJ Speech transcripts spoken by espeak-ng voices",
     "librispeech": "LibriSpeech (OpenSLR 12): download and/or convert the corpus layout to Kaldi data dirs",
+    "an4": "CMU AN4: real read speech, 74 training / 10 test speakers, dev = whole training speakers",
 }
 
 
