@@ -1,8 +1,9 @@
 """YAML -> typed dataclasses, with dotted command-line overrides (``optim.lr=1e-3``).
 
-Unknown keys and wrong types are errors that name the key. The ``model`` section is typed by the registered
-model's own ``Config`` dataclass, chosen by ``model.name`` (a tagged union, which is why this is not OmegaConf:
-its structured configs have no unions of dataclasses).
+Unknown keys and wrong types are errors that name the key. Two sections are tagged unions, which is why this is not
+OmegaConf (its structured configs have no unions of dataclasses): ``model`` is typed by the registered model's own
+``Config`` dataclass, chosen by ``model.name``, and ``data`` by the registered task's ``DataConfig``, chosen by
+``task`` (default ``asr``).
 """
 
 from __future__ import annotations
@@ -16,25 +17,31 @@ from typing import Any
 
 import yaml
 
-from narspeech.registry import MODELS
+from narspeech.registry import MODELS, TASKS
+
+DEFAULT_TASK = "asr"  # configs and model files written before tasks existed are ASR
 
 
 class ConfigError(ValueError):
     """A config key that does not exist or a value of the wrong type; the message names the key."""
 
 
+SCHEDULERS = ("noam", "exponential", "constant")
+
+
 @dataclass
-class DataConfig:
-    train: list[str] = field(default_factory=list)  # Kaldi data dirs
-    valid: list[str] = field(default_factory=list)
-    tokenizer: str = ""  # tokenizer dir written by `narspeech tokens`
-    cmvn: str = ""  # CMVN stats written by `narspeech cmvn` ("" = no normalization)
-    sample_rate: int = 16000
-    max_frames: int = 12000  # fbank frames (10 ms) per batch, padding included
-    max_utt_seconds: float = 30.0  # longer training utterances are skipped (and reported)
-    speed_perturb: list[float] = field(default_factory=lambda: [1.0])  # factors drawn uniformly per utterance
-    dither: float = 1.0  # training-time white noise, std in 16-bit units (Kaldi's default)
-    num_workers: int = 2
+class GroupOptimConfig:
+    """Overrides for one named parameter group (a GAN's ``discriminator``); unset keys take the optim section's."""
+
+    name: str | None = None
+    lr: float | None = None
+    betas: list[float] | None = None
+    weight_decay: float | None = None
+    scheduler: str | None = None
+    warmup_steps: int | None = None
+    lr_decay: float | None = None
+    grad_clip: float | None = None
+    start_step: int | None = None
 
 
 @dataclass
@@ -43,9 +50,26 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     weight_decay: float = 1e-3
-    warmup_steps: int = 1000  # linear warmup, then inverse square root decay (Noam)
+    # after the linear warmup: "noam" (inverse square root decay), "exponential" (lr_decay per optimizer step;
+    # HiFi-GAN's 0.999 per epoch is 0.999 ** (1 / steps per epoch)) or "constant"
+    scheduler: str = "noam"
+    warmup_steps: int = 1000  # linear warmup steps
+    lr_decay: float = 0.9999  # the exponential scheduler's factor per step
     grad_clip: float = 5.0  # max gradient norm (0 = off)
     accum_grad: int = 1  # batches per optimizer step
+    # a group is stepped from this optimizer step on (a GAN's discriminator after a generator-only warm-up, as
+    # Parallel WaveGAN's discriminator_train_start_steps); set it per group in ``groups``
+    start_step: int = 0
+    # per parameter group of a model trained by several optimizers (e.g. {discriminator: {lr: 2.0e-4}})
+    groups: dict[str, GroupOptimConfig] = field(default_factory=dict)
+
+    def for_group(self, group: str) -> "OptimConfig":
+        """This section with ``groups[group]``'s set keys applied."""
+        over = self.groups.get(group)
+        if over is None:
+            return self
+        return dataclasses.replace(self, groups={}, **{k: v for k, v in dataclasses.asdict(over).items()
+                                                      if v is not None})
 
 
 @dataclass
@@ -73,8 +97,9 @@ class ModelSection:
 
 @dataclass
 class ExperimentConfig:
+    task: str = DEFAULT_TASK  # the registered task: what the data section holds and how models are validated
     model: ModelSection = field(default_factory=ModelSection)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = None  # the task's DataConfig dataclass
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -100,6 +125,11 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             except ConfigError:
                 pass
         raise ConfigError(f"{key}: {value!r} is not of type {tp}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        kt, vt = typing.get_args(tp) or (Any, Any)
+        return {_check_type(k, kt, f"{key} key"): _check_type(v, vt, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -138,17 +168,34 @@ def build_model_config(name: str, values: dict | None) -> Any:
     return _build(cls.Config, values or {}, "model.conf")
 
 
+def build_data_config(task: str, values: dict | None) -> Any:
+    """The registered task's DataConfig dataclass filled from ``values``."""
+    try:
+        cls = TASKS.get(task)
+    except KeyError as e:
+        raise ConfigError(f"task: {e.args[0]}") from None
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"data: expected a mapping, got {type(values).__name__}")
+    return _build(cls.DataConfig, values or {}, "data")
+
+
 def config_from_dict(d: dict) -> ExperimentConfig:
     """Typed config from a plain dict (the YAML document)."""
     d = dict(d)
+    task = d.pop("task", DEFAULT_TASK)
+    if not isinstance(task, str):
+        raise ConfigError(f"task: expected str, got {task!r}")
+    data = build_data_config(task, d.pop("data", None))
     model = dict(d.pop("model", {}) or {})
-    name = model.pop("name", "ctc")
+    name = model.pop("name", TASKS.get(task).default_model)
     conf = model.pop("conf", {})
     if model:
         raise ConfigError(f"unknown config key 'model.{next(iter(model))}'; valid: name, conf")
     if not isinstance(name, str):
         raise ConfigError(f"model.name: expected str, got {name!r}")
     cfg = _build(ExperimentConfig, d)
+    cfg.task = task
+    cfg.data = data
     cfg.model = ModelSection(name, build_model_config(name, conf))
     return cfg
 

@@ -6,6 +6,7 @@ import importlib
 from typing import Generic, TypeVar
 
 from narspeech.base import Model
+from narspeech.tasks.base import Task
 
 T = TypeVar("T")
 
@@ -48,4 +49,6 @@ class Registry(Generic[T]):
             importlib.import_module(m)
 
 
-MODELS: Registry[Model] = Registry("model", Model, builtin_modules=("narspeech.asr",))
+MODELS: Registry[Model] = Registry("model", Model, builtin_modules=("narspeech.asr", "narspeech.mt"))
+
+TASKS: Registry[Task] = Registry("task", Task, builtin_modules=("narspeech.asr.task", "narspeech.tasks.text2text"))

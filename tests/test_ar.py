@@ -385,14 +385,15 @@ def test_ar_overfits_to_zero_cer(tone_setup, tmp_path, one_thread):
     from narspeech.asr.transcribe import transcribe_utterances
     from narspeech.data.kaldi import read_data_dir
     from narspeech.metrics import char_error_rate
-    from narspeech.train.checkpoint import load_checkpoint, load_model
+    from narspeech.train.checkpoint import load_checkpoint
+    from narspeech.asr.task import load_asr_model
     from narspeech.train.trainer import Trainer
 
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
     cfg["model"]["name"] = "ar"
     cfg["model"]["conf"]["decoder"] = {"num_heads": 2, "ffn_dim": 96, "num_layers": 1, "dropout": 0.0}
     out = Trainer(config_from_dict(cfg), tmp_path / "ar", resume=False).fit()
-    model, tok, _ = load_model(out)
+    model, tok, _ = load_asr_model(out)
     assert isinstance(model, AttentionModel)
     utts = read_data_dir(tone_setup["train"])
     opts = ASRDecodeOptions("beam", beam_size=4, ctc_weight=0.3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from narspeech.asr.base import ASRDecodeOptions
+from narspeech.bench import core
 from narspeech.bench.asr import (
     BenchRow,
     add_ar_speedups,
@@ -12,7 +13,6 @@ from narspeech.bench.asr import (
     markdown_table,
     parse_mode,
     plot,
-    plot_styles,
     split_model_spec,
 )
 
@@ -89,7 +89,7 @@ def test_plot_styles_tell_25_systems_apart_and_the_figure_has_one_legend(tmp_pat
     share a marker, AR rows are squares; the figure is written with one legend for both panels."""
     models = ["ctc", "sc_ctc", "mask_ctc", "mask_ctc_sc", "mask_ctc_lp", "imputer", "imputer_sc", "mask_ctc_sc_dec3"]
     systems = [f"{m} {mode}" for m in models for mode in ("greedy", "refine5", "refine10")] + ["ar beam1", "ar beam10"]
-    styles = plot_styles(systems, {"ar beam1", "ar beam10"})
+    styles = core.plot_styles(systems, {"ar beam1", "ar beam10"})
     assert len(set(styles.values())) == len(systems) == 26
     assert styles["ar beam1"][1] == styles["ar beam10"][1] == "s"
     assert styles["imputer greedy"][1] == styles["imputer refine10"][1] != styles["imputer_sc greedy"][1]

@@ -189,13 +189,13 @@ def test_ctc_frames_tool_counts_the_errors_of_the_best_path(trained_tone_model, 
     from narspeech.asr.base import ASRDecodeOptions
     from narspeech.asr.transcribe import utterance_features
     from narspeech.data.kaldi import read_data_dir
-    from narspeech.train.checkpoint import load_model
+    from narspeech.asr.task import load_asr_model
 
     tool = Path(__file__).resolve().parents[1] / "tools" / "ctc_frames.py"
     data = tone_setup["train"]
     out = subprocess.run([sys.executable, str(tool), str(trained_tone_model), str(data)],
                          capture_output=True, text=True, check=True).stdout
-    model, tok, _ = load_model(trained_tone_model)
+    model, tok, _ = load_asr_model(trained_tone_model)
     model.eval()
     distance = frames = empty = 0
     for u in read_data_dir(data):
@@ -256,7 +256,7 @@ def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model,
     from narspeech.config import config_from_dict
     from narspeech.data.kaldi import read_data_dir
     from narspeech.metrics import word_error_rate
-    from narspeech.train.checkpoint import load_model
+    from narspeech.asr.task import load_asr_model
     from narspeech.train.trainer import Trainer
 
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
@@ -277,7 +277,7 @@ def test_mask_oracle_tool_masks_exactly_the_wrong_ctc_tokens(trained_tone_model,
         lines[2] = " ".join(words[:1] + words[2:])
     (data / "text").write_text("\n".join(lines) + "\n")
 
-    model, tok, _ = load_model(model_path)
+    model, tok, _ = load_asr_model(model_path)
     refs, hyps, wrong, inserted, total = [], [], 0, 0, 0
     for u in read_data_dir(data):
         f = utterance_features(u).unsqueeze(0)

@@ -10,11 +10,13 @@ import yaml
 
 from narspeech.asr.ctc import CTCModelConfig
 from narspeech.config import ConfigError, ExperimentConfig, config_from_dict, load_config, to_dict
-from narspeech.registry import MODELS
+from narspeech.registry import MODELS, TASKS
 from narspeech.train.loss import total_loss
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(REPO.glob("egs/*/*/conf/*.yaml"))
+# the tasks narspeech ships (the engine tests register a toy one)
+BUILTIN_TASKS = [t for t in TASKS.names() if TASKS.get(t).__module__.startswith("narspeech.")]
 
 
 def test_defaults():
@@ -232,12 +234,15 @@ def test_config_dry_run(path, one_thread):
         assert all(isinstance(t, int) and 0 < t < vocab for t in h)
 
 
-def test_conf_defaults_yaml_is_current(capsys):
-    """conf/defaults.yaml documents every key: it must equal what `narspeech train --print-config` prints."""
+@pytest.mark.parametrize("task", BUILTIN_TASKS)
+def test_conf_defaults_yaml_is_current(capsys, task):
+    """conf/defaults/<task>.yaml documents every key: it must equal what `narspeech train --print-config --task T`
+    prints, for every registered task."""
     from narspeech.bin import train
 
-    assert train.main(["--print-config"]) == 0
+    assert train.main(["--print-config", "--task", task]) == 0
     printed = capsys.readouterr().out
-    text = (Path(__file__).resolve().parents[1] / "conf" / "defaults.yaml").read_text()
+    text = (Path(__file__).resolve().parents[1] / "conf" / "defaults" / f"{task}.yaml").read_text()
     body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
-    assert body == printed, "regenerate with: narspeech train --print-config > conf/defaults.yaml (keep the header)"
+    assert body == printed, (f"regenerate with: narspeech train --print-config --task {task} > "
+                             f"conf/defaults/{task}.yaml (keep the header)")

@@ -13,11 +13,13 @@ import yaml
 
 from narspeech.asr.base import ASRDecodeOptions
 from narspeech.asr.imputer import VALID_MASK_SEED, ImputerConfig, ImputerModel
-from narspeech.config import DataConfig, config_from_dict, load_config
+from narspeech.asr.task import ASRDataConfig
+from narspeech.config import config_from_dict, load_config
 from narspeech.nat.ctc import ctc_forced_align, ctc_loss
 from narspeech.nat.imputation import block_decode, block_mask, constrain_to_alignment, imputation_loss
 from narspeech.text.tokenizer import BLANK_ID, MASK_ID
-from narspeech.train.checkpoint import load_checkpoint, load_model
+from narspeech.train.checkpoint import load_checkpoint
+from narspeech.asr.task import load_asr_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -439,14 +441,14 @@ def test_missing_teacher_names_the_file(tmp_path):
 
 
 def test_teacher_vocabulary_mismatch_names_the_file(trained_tone_model):
-    _, tok, _ = load_model(trained_tone_model)
+    _, tok, _ = load_asr_model(trained_tone_model)
     model = _tiny_model(teacher=str(trained_tone_model), vocab=tok.vocab_size + 1)
     with pytest.raises(ValueError, match=f"{trained_tone_model}.*vocabulary"):
         model(_batch([120], vocab=tok.vocab_size))
 
 
 def test_teacher_alignments_are_its_forced_alignments_and_it_stays_out_of_the_model(trained_tone_model):
-    teacher, tok, _ = load_model(trained_tone_model)
+    teacher, tok, _ = load_asr_model(trained_tone_model)
     model = _tiny_model(teacher=str(trained_tone_model), vocab=tok.vocab_size)
     keys, n_params = set(model.state_dict()), sum(p.numel() for p in model.parameters())
     batch = _batch([160, 120], vocab=tok.vocab_size)
@@ -483,7 +485,7 @@ def test_recipe_configs_name_the_ctc_teacher_and_train(recipe, conf, teacher):
     assert cfg.model.name == "imputer" and cfg.model.conf.teacher == teacher
     assert (ImputerModel.from_config(cfg.model.conf, 30).cond_proj is not None) == conf.endswith("_sc.yaml")
     base = yaml.safe_load((asr1 / "conf" / ("ctc.yaml" if recipe == "mini" else "conformer_ctc.yaml")).read_text())
-    assert cfg.data == DataConfig(**base["data"])  # same data, tokenizer, CMVN as the CTC teacher
+    assert cfg.data == ASRDataConfig(**base["data"])  # same data, tokenizer, CMVN as the CTC teacher
     run_sh = (asr1 / "run.sh").read_text()
     assert f"exp={Path(teacher).parent}" in run_sh
     cfg.model.conf.teacher = ""
@@ -518,10 +520,11 @@ def test_imputer_overfits_to_zero_cer_with_a_ctc_teacher(tone_setup, trained_ton
     cfg["model"]["name"] = "imputer"
     cfg["model"]["conf"].update(teacher=str(trained_tone_model), block_size=4)
     out = Trainer(config_from_dict(cfg), tmp_path / "imputer", resume=False).fit()
-    exported, _, _ = load_model(out)  # a model file decodes without the teacher
+    exported, _, _ = load_asr_model(out)  # a model file decodes without the teacher
     assert isinstance(exported, ImputerModel) and not exported._teacher_cache
     last = load_checkpoint(tmp_path / "imputer" / "last.pt")
-    model, tok, _ = build_model_from_checkpoint(last)
+    model, task, _ = build_model_from_checkpoint(last)
+    tok = task.tokenizer
     utts = read_data_dir(tone_setup["train"])
     refs = [u.text for u in utts]
     for opts in (ASRDecodeOptions("refine", iterations=4), ASRDecodeOptions("greedy")):
@@ -543,7 +546,7 @@ def test_init_from_a_ctc_model_starts_as_that_model_and_self_aligns(trained_tone
     from narspeech.train.checkpoint import build_model_from_checkpoint
     from narspeech.train.trainer import Trainer
 
-    ctc, tok, _ = load_model(trained_tone_model)
+    ctc, tok, _ = load_asr_model(trained_tone_model)
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
     cfg["model"]["name"] = "imputer"
     cfg["model"]["conf"].update(teacher="", block_size=4, full_mask_prob=0.3)
@@ -561,7 +564,8 @@ def test_init_from_a_ctc_model_starts_as_that_model_and_self_aligns(trained_tone
     torch.testing.assert_close(model.ctc_head(h).log_softmax(-1), expected)
 
     Trainer(config_from_dict(cfg), tmp_path / "imp", resume=False).fit()
-    model, tok, _ = build_model_from_checkpoint(load_checkpoint(tmp_path / "imp" / "last.pt"))
+    model, task, _ = build_model_from_checkpoint(load_checkpoint(tmp_path / "imp" / "last.pt"))
+    tok = task.tokenizer
     refs = [u.text for u in utts]
     hyps = {t.key: t.text for t in transcribe_utterances(model, tok, utts, batch_size=4, opts=ASRDecodeOptions("refine", iterations=4))}
     cer = char_error_rate(refs, [hyps[u.utt_id] for u in utts])

@@ -987,7 +987,8 @@ def test_mask_ctc_overfits_and_refine_reaches_zero_cer(
     from narspeech.audio.io import load_audio
     from narspeech.data.kaldi import read_data_dir
     from narspeech.metrics import char_error_rate
-    from narspeech.train.checkpoint import load_checkpoint, load_model
+    from narspeech.train.checkpoint import load_checkpoint
+    from narspeech.asr.task import load_asr_model
     from narspeech.train.trainer import Trainer
 
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
@@ -1004,7 +1005,7 @@ def test_mask_ctc_overfits_and_refine_reaches_zero_cer(
     exp = tmp_path / "mask_ctc"
     Trainer(config_from_dict(cfg), exp, resume=False).fit()
     # the last epoch, not model.pt: that is the first epoch of CTC-greedy CER 0, picked by validation
-    model, tok, _ = load_model(exp / "last.pt")
+    model, tok, _ = load_asr_model(exp / "last.pt")
     utts = read_data_dir(tone_setup["train"])
 
     feats = [fbank(load_audio(u.audio, SAMPLE_RATE)) for u in utts]
@@ -1048,7 +1049,8 @@ def test_improved_mask_ctc_learns_to_restore_deleted_and_inserted_tokens(tone_se
     but a few percent of them."""
     from narspeech.data.kaldi import read_data_dir
     from narspeech.nat.ctc import ctc_greedy
-    from narspeech.train.checkpoint import load_checkpoint, load_model
+    from narspeech.train.checkpoint import load_checkpoint
+    from narspeech.asr.task import load_asr_model
     from narspeech.train.trainer import Trainer
 
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
@@ -1060,7 +1062,7 @@ def test_improved_mask_ctc_learns_to_restore_deleted_and_inserted_tokens(tone_se
     cfg["train"]["max_epochs"] = LP_EPOCHS
     exp = tmp_path / "mask_ctc_lp"
     Trainer(config_from_dict(cfg), exp, resume=False).fit()
-    model, tok, _ = load_model(exp / "last.pt")
+    model, tok, _ = load_asr_model(exp / "last.pt")
     hist = load_checkpoint(exp / "last.pt")["history"]
     assert statistics.mean(e["train_length"] for e in hist[-10:]) < 0.1 * hist[0]["train_length"]
 

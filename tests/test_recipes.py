@@ -82,10 +82,10 @@ def n_lines(path: Path) -> int:
 
 def check_model(path: Path, tokenizer_kind: str) -> None:
     """model.pt loads, carries the tiny-model overrides and the recipe's tokenizer."""
-    from narspeech.train.checkpoint import load_model
+    from narspeech.asr.task import load_asr_model
 
     assert path.is_file(), f"{path} missing"
-    model, tok, cfg = load_model(path)
+    model, tok, cfg = load_asr_model(path)
     enc = cfg.model.conf.encoder
     assert (enc.num_layers, enc.d_model, enc.num_heads, enc.ffn_dim) == (1, 32, 2, 64)
     assert cfg.train.max_epochs == 1

@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from narspeech.config import config_from_dict
-from narspeech.train.checkpoint import CheckpointError, load_checkpoint, load_model
+from narspeech.train.checkpoint import CheckpointError, load_checkpoint
+from narspeech.asr.task import load_asr_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def test_tiny_ctc_overfits_to_zero_cer(trained_tone_model, tone_setup):
     from narspeech.data.kaldi import read_data_dir
     from narspeech.metrics import char_error_rate
 
-    model, tok, _ = load_model(trained_tone_model)
+    model, tok, _ = load_asr_model(trained_tone_model)
     utts = read_data_dir(tone_setup["train"])
     hyps = {t.key: t.text for t in transcribe_utterances(model, tok, utts, batch_size=3)}
     cer = char_error_rate([u.text for u in utts], [hyps[u.utt_id] for u in utts])
@@ -149,7 +150,7 @@ def test_checkpoint_with_pickled_callable_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="weights_only"):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError):
-        load_model(bad)
+        load_asr_model(bad)
 
 
 def test_non_checkpoint_file_is_refused(tmp_path):
@@ -163,11 +164,13 @@ def test_non_checkpoint_file_is_refused(tmp_path):
 
 
 def test_model_file_is_self_contained(trained_tone_model):
-    """model.pt holds config, tokenizer and weights (incl. CMVN) and no optimizer state."""
+    """model.pt holds its format, config, task (with the tokenizer in the task state) and weights (incl. CMVN), and
+    no optimizer state."""
     c = load_checkpoint(trained_tone_model)
-    assert {"config", "tokenizer", "model"} <= set(c) and "optimizer" not in c
+    assert {"format", "config", "task", "task_state", "model"} <= set(c) and "optimizers" not in c
+    assert c["format"] == "narspeech-2" and c["task"] == "asr" and "tokenizer" in c["task_state"]
     assert "cmvn.mean" in c["model"] and float(c["model"]["cmvn.istd"].abs().sum()) > 0
-    model, tok, cfg = load_model(trained_tone_model)
+    model, tok, cfg = load_asr_model(trained_tone_model)
     assert tok.vocab_size == model.vocab_size and cfg.model.name == "ctc"
 
 
@@ -207,7 +210,7 @@ def test_torchrun_two_cpu_processes_train_end_to_end(tone_setup, tmp_path):
     assert "world size 2" in (exp / "train.log").read_text()
     ckpt = load_checkpoint(exp / "last.pt")
     assert ckpt["epoch"] == 3 and len(ckpt["history"]) == 2
-    model, tok, _ = load_model(exp / "model.pt")
+    model, tok, _ = load_asr_model(exp / "model.pt")
     assert tok.vocab_size == model.vocab_size
 
 
@@ -251,7 +254,7 @@ def test_self_conditioned_ctc_overfits_to_zero_cer(tone_setup, tmp_path):
     cfg = yaml.safe_load(yaml.safe_dump(tone_setup["config"]))
     cfg["model"]["conf"].update(interctc_layers=[1], interctc_weight=0.5, self_condition=True)
     out = Trainer(config_from_dict(cfg), tmp_path / "sc", resume=False).fit()
-    model, tok, _ = load_model(out)
+    model, tok, _ = load_asr_model(out)
     assert model.cond_proj is not None
     utts = read_data_dir(tone_setup["train"])
     hyps = {t.key: t.text for t in transcribe_utterances(model, tok, utts, batch_size=4)}
@@ -298,3 +301,20 @@ def test_init_from_starts_a_new_model_from_a_trained_ones_weights(trained_tone_m
     assert resumed.epoch == 2
     with pytest.raises(CheckpointError, match="missing.pt: no such file"):
         Trainer(config_from_dict(cfg), tmp_path / "new", resume=False)._try_resume()
+
+
+def test_model_files_of_the_first_format_still_load(trained_tone_model, tmp_path):
+    """A model file in the layout written before tasks existed (format narspeech-1, the tokenizer at the top level,
+    no task in the config), rebuilt key by key from today's file, loads and decodes the same."""
+    import torch
+
+    new = load_checkpoint(trained_tone_model)
+    config = {k: v for k, v in new["config"].items() if k != "task"}
+    old = {"format": "narspeech-1", "config": config, "tokenizer": new["task_state"]["tokenizer"],
+           "model": new["model"], "averaged": new["averaged"]}
+    torch.save(old, tmp_path / "old.pt")
+    model_old, tok_old, cfg_old = load_asr_model(tmp_path / "old.pt")
+    model_new, tok_new, cfg_new = load_asr_model(trained_tone_model)
+    assert cfg_old == cfg_new and tok_old.token_list == tok_new.token_list
+    feats = torch.randn(1, 120, 80)
+    assert model_old.infer(feats, torch.tensor([120])) == model_new.infer(feats, torch.tensor([120]))

@@ -20,7 +20,7 @@ from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
 from narspeech.nat.length import IGNORE, align_to_references
-from narspeech.train.checkpoint import load_model
+from narspeech.asr.task import load_asr_model
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.5, help="a CTC token this confident is never masked")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, tok, _ = load_model(args.model)
+    model, tok, _ = load_asr_model(args.model)
     model.eval()
     if getattr(model, "ctc_head", None) is None:
         raise SystemExit(f"{args.model}: the model has no CTC head")

@@ -21,7 +21,7 @@ from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
 from narspeech.nat.length import IGNORE, hypothesis_length_targets, merge_mask_runs, merge_spans, neighbour_spans
-from narspeech.train.checkpoint import load_model
+from narspeech.asr.task import load_asr_model
 
 
 MARGINS = (-1.0, 0.0, 0.5, 1.0, 2.0, 4.0)
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--length-threshold", type=float, default=0.9)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, tok, _ = load_model(args.model)
+    model, tok, _ = load_asr_model(args.model)
     model.eval()
     if getattr(model, "length_head", None) is None:
         raise SystemExit(f"{args.model}: not an Improved Mask-CTC model (no length head)")

@@ -11,7 +11,7 @@ import torch
 from narspeech.asr.transcribe import ctc_outputs
 from narspeech.data.kaldi import read_data_dir
 from narspeech.nat.ctc import ctc_tokens_with_confidence
-from narspeech.train.checkpoint import load_model
+from narspeech.asr.task import load_asr_model
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.9, 0.99, 0.999])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, _, _ = load_model(args.model)
+    model, _, _ = load_asr_model(args.model)
     model.eval()
     if not hasattr(model, "ctc_head"):
         raise SystemExit(f"{args.model}: not a CTC-headed model (no ctc_head)")

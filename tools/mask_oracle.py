@@ -31,7 +31,7 @@ from narspeech.metrics import word_error_rate
 from narspeech.nat.ctc import ctc_tokens_with_frames, token_spans
 from narspeech.nat.length import IGNORE, align_to_references
 from narspeech.text.tokenizer import BLANK_ID, MASK_ID
-from narspeech.train.checkpoint import load_model
+from narspeech.asr.task import load_asr_model
 
 WAYS = ("greedy", "refine", "oracle", "refine+oracle")
 DELETION_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -81,7 +81,7 @@ def main() -> None:
                     help="mlm_deletion: delete a mask at this 'no token' probability (0: argmax; above 1: never)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, tok, cfg = load_model(args.model)
+    model, tok, cfg = load_asr_model(args.model)
     model.eval()
     if cfg.model.name != "mask_ctc":
         raise SystemExit(f"{args.model}: not a Mask-CTC model ({cfg.model.name})")

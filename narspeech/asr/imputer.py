@@ -214,7 +214,8 @@ class ImputerModel(ASRModel):
     # ---- expert alignments ------------------------------------------------------------------------------
     def _load_teacher(self, device: torch.device) -> nn.Module:
         """The teacher model on ``device``, eval mode, loaded on first use (weights_only)."""
-        from narspeech.train.checkpoint import CheckpointError, load_model
+        from narspeech.train.checkpoint import CheckpointError
+        from narspeech.asr.task import load_asr_model
 
         t = self._teacher_cache.get("model")
         if t is None:
@@ -222,7 +223,7 @@ class ImputerModel(ASRModel):
             if not Path(path).is_file():
                 raise ValueError(f"imputer teacher {path}: no such model file (train the CTC model first)")
             try:
-                t, tok, _ = load_model(path)
+                t, tok, _ = load_asr_model(path)
             except CheckpointError as e:
                 raise ValueError(f"imputer teacher {path}: {e}") from None
             if not callable(getattr(t, "ctc_log_probs", None)):

@@ -13,10 +13,8 @@ Encoder-only time (fbank + encoder) is the floor of CTC decoding: whatever a dec
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import torch
 
 from narspeech.asr.base import ASRDecodeOptions
+from narspeech.bench import core
 from narspeech.audio.features import fbank
 from narspeech.audio.features import check_length
 from narspeech.audio.io import AudioError, load_audio
@@ -57,16 +56,6 @@ class BenchRow:
         return self.throughput_utt_s * self.lat_mean_ms / 1000
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _pct(xs: Sequence[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
 def bench_model(
     name: str, model, tok, wavs: list[torch.Tensor], refs: list[str], opts: ASRDecodeOptions,
     device: torch.device, batch_size: int, sample_rate: int, threads: int, warmup: int = 3, repeats: int = 3,
@@ -84,13 +73,6 @@ def bench_model(
         f = fbank(w.to(device), sample_rate).unsqueeze(0)
         model.encode(f, torch.tensor([f.size(1)], device=device))
 
-    def timed(fn, w: torch.Tensor):
-        _sync(device)
-        t0 = time.perf_counter()
-        out = fn(w)
-        _sync(device)
-        return out, 1000 * (time.perf_counter() - t0)
-
     with torch.inference_mode():
         for w in wavs[:warmup]:
             run1(w)
@@ -99,29 +81,26 @@ def bench_model(
         # full decode and encoder-only alternate per utterance, so machine noise hits both alike; each is repeated
         # `repeats` times and the fastest kept (as timeit does): bursts of load on a shared machine then drop out
         for w in progress(wavs, desc=f"{name} ({device.type})", unit="utt"):
-            runs = [timed(run1, w) for _ in range(repeats)]
-            (ids, text), _ = runs[0]
-            lats.append(min(ms for _, ms in runs))
+            (ids, text), ms = core.fastest(lambda: run1(w), device, repeats)
+            lats.append(ms)
             hyps.append(text)
             lens.append(len(ids))
-            enc.append(min(timed(enc1, w)[1] for _ in range(repeats)))
-        order = sorted(range(len(wavs)), key=lambda i: wavs[i].numel())
-        _sync(device)
-        t0 = time.perf_counter()
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
+            enc.append(core.fastest(lambda: enc1(w), device, repeats)[1])
+
+        def run_batch(idx: Sequence[int]) -> None:
             feats = [fbank(wavs[i].to(device), sample_rate) for i in idx]
             x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
             model.infer(x, torch.tensor([f.size(0) for f in feats], device=device), opts)
-        _sync(device)
-        full = time.perf_counter() - t0
+
+        order = sorted(range(len(wavs)), key=lambda i: wavs[i].numel())
+        utt_per_s = core.throughput(run_batch, order, batch_size, device)
     row = BenchRow(
         system=name, device=device.type, threads=threads,
         wer=100 * word_error_rate(refs, hyps).rate, cer=100 * char_error_rate(refs, hyps).rate,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
-        lat_mean_ms=statistics.mean(lats), lat_p50_ms=_pct(lats, 0.5), lat_p90_ms=_pct(lats, 0.9),
-        rtf=sum(lats) / 1000 / dur, enc_mean_ms=statistics.mean(enc),
-        throughput_utt_s=len(wavs) / full, batch_size=batch_size, num_utts=len(wavs),
+        lat_mean_ms=statistics.mean(lats), lat_p50_ms=core.percentile(lats, 0.5),
+        lat_p90_ms=core.percentile(lats, 0.9), rtf=sum(lats) / 1000 / dur, enc_mean_ms=statistics.mean(enc),
+        throughput_utt_s=utt_per_s, batch_size=batch_size, num_utts=len(wavs),
     )
     return row, list(zip(lens, lats))
 
@@ -141,62 +120,11 @@ def markdown_table(rows: Sequence[BenchRow]) -> str:
     return "\n".join(lines)
 
 
-# Up to this many rows the trade-off panel labels every point; beyond, the labels overlap and only the legend names them.
-MAX_ANNOTATED_ROWS = 8
-# One marker per model file (the system name's first word), so that two systems sharing a colour differ in shape.
-MARKERS = ("o", "^", "v", "D", "P", "X", "*", "<", ">", "h")
-
-
-def plot_styles(systems: Sequence[str], ar_systems: set[str]) -> dict[str, tuple[int, str]]:
-    """Per system: (colour index into a 20-colour palette, marker). Colours cycle over the systems in order; the
-    marker is that of the model file (first word of the system name), squares for the AR rows, so (colour, marker)
-    pairs stay distinct for up to 20 x len(MARKERS) systems of distinct model files."""
-    models = list(dict.fromkeys(s.split()[0] for s in systems if s not in ar_systems))
-    styles = {}
-    for i, name in enumerate(dict.fromkeys(systems)):
-        marker = "s" if name in ar_systems else MARKERS[models.index(name.split()[0]) % len(MARKERS)]
-        styles[name] = (i % 20, marker)
-    return styles
-
-
 def plot(rows: Sequence[BenchRow], lengths: dict[str, list[tuple[int, float]]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    # the same colour and marker per system in both panels, one legend for both outside them
-    ar = {r.system for r in rows if r.model == "ar"}
-    styles = plot_styles([r.system for r in rows] + list(lengths), ar)
-    palette = plt.get_cmap("tab20")
-    annotate = len(rows) <= MAX_ANNOTATED_ROWS
-    for r in rows:
-        c, m = styles[r.system]
-        a.scatter(r.lat_mean_ms, r.wer, s=40, marker=m, color=palette(c), label=f"{r.system} ({r.device})")
-        if annotate:
-            a.annotate(f"{r.system} ({r.device})", (r.lat_mean_ms, r.wer), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    a.margins(x=0.25 if annotate else 0.1, y=0.2)  # room for the labels
-    if len({r.lat_mean_ms > 0 for r in rows}) == 1 and max(r.lat_mean_ms for r in rows) > 10 * min(r.lat_mean_ms for r in rows):
-        a.set_xscale("log")  # AR beam search is often 10-100x slower than the NAR rows
-    a.set_xlabel("latency per utterance, batch 1 (ms)")
-    a.set_ylabel("WER (%)")
-    a.set_title("quality vs latency")
-    a.grid(alpha=0.3)
-    for name, pts in lengths.items():
-        if pts:
-            xs, ys = zip(*pts)
-            c, m = styles[name]
-            b.scatter(xs, ys, s=8, marker=m, alpha=0.6, color=palette(c))
-    b.set_xlabel("output length (tokens)")
-    b.set_ylabel("latency, batch 1 (ms)")
-    b.set_title("decode latency vs output length")
-    b.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.legend(*a.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
-               ncol=1 + len(rows) // 26)
-    fig.savefig(out, dpi=120, bbox_inches="tight")  # "tight" widens the canvas to the legend
-    plt.close(fig)
+    """The quality-latency figure of an ASR bench: WER against batch-1 latency, and latency against output length."""
+    points = [core.TradeoffPoint(f"{r.system} ({r.device})", r.system, r.lat_mean_ms, r.wer, r.model == "ar")
+              for r in rows]
+    core.plot_tradeoff(points, "WER (%)", out, lengths=lengths, length_label="output length (tokens)")
 
 
 # the modes each model family is benchmarked with when the command line names none
@@ -272,15 +200,18 @@ def _mode_label(mode: str, opts: ASRDecodeOptions) -> str:
 def add_ar_speedups(rows: list[BenchRow], ar_ref: str | None = None) -> list[BenchRow]:
     """Fill ``speedup_vs_ar`` from the reference row of each device: ``ar_ref`` (a system name) or else the AR row
     with the widest beam."""
-    out = []
-    for r in rows:
-        same = [x for x in rows if x.device == r.device]
+    out = list(rows)
+    for device in dict.fromkeys(r.device for r in rows):
+        idx = [i for i, r in enumerate(rows) if r.device == device]
+        same = [rows[i] for i in idx]
         if ar_ref is not None:
-            refs = [x for x in same if x.system == ar_ref]
+            refs = [j for j, x in enumerate(same) if x.system == ar_ref]
         else:
-            ars = [x for x in same if x.model == "ar"]
-            refs = sorted(ars, key=lambda x: int(re.sub(r"\D", "", x.system.split()[-1]) or 0))[-1:]
-        out.append(replace(r, speedup_vs_ar=refs[0].lat_mean_ms / r.lat_mean_ms) if refs else r)
+            ars = [j for j, x in enumerate(same) if x.model == "ar"]
+            refs = sorted(ars, key=lambda j: int(re.sub(r"\D", "", same[j].system.split()[-1]) or 0))[-1:]
+        ups = core.speedups([x.lat_mean_ms for x in same], refs[0] if refs else None)
+        for i, up in zip(idx, ups):
+            out[i] = replace(rows[i], speedup_vs_ar=up)
     return out
 
 
@@ -294,10 +225,10 @@ def bench_asr(
     ``models``: ``PATH[:mode,...]``; modes not given per model come from ``methods`` or the family defaults
     (:data:`DEFAULT_MODES`). ``base_opts`` holds the other decoding options (threshold, CTC weight, ...).
     """
-    from narspeech.train.checkpoint import load_model
+    from narspeech.asr.task import load_asr_model
 
     base = replace(base_opts or ASRDecodeOptions(), beam_size=beam_size)
-    torch.set_num_threads(threads)
+    devices = core.setup(threads, gpu)
     utts = [u for u in read_data_dir(data_dir) if u.text is not None]
     if max_utts:
         utts = utts[:max_utts]
@@ -307,14 +238,13 @@ def bench_asr(
     if not utts:
         raise AudioError(f"{data_dir}: no usable utterance to benchmark")
     refs = [u.text or "" for u in utts]
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if gpu and torch.cuda.is_available() else [])
     rows: list[BenchRow] = []
     lengths: dict[str, list[tuple[int, float]]] = {}
     header = markdown_table([]).splitlines()
     print("\n".join(header), flush=True)
     for spec in models:
         mpath, modes = split_model_spec(spec)
-        model, tok, cfg = load_model(mpath)
+        model, tok, cfg = load_asr_model(mpath)
         family = cfg.model.name
         modes = modes or list(methods or default_modes(cfg))
         mname = Path(mpath).parent.name if Path(mpath).name == "model.pt" else Path(mpath).stem
@@ -332,19 +262,14 @@ def bench_asr(
                     lengths[label] = pts
                 print(markdown_table([row]).splitlines()[-1], flush=True)
     rows = add_ar_speedups(rows, ar_ref)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"data": str(data_dir), "threads": threads, "repeats": repeats, "torch": torch.__version__,
-            "cpu": _cpu_name(), "num_utts": len(utts), "skipped_utts": listed - len(utts), "decode_options": asdict(base),
-            "gpu": torch.cuda.get_device_name() if "cuda" in [d.type for d in devices] else None}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) | {"batch_gain": r.batch_gain} for r in rows]},
-                                                  indent=1))
-    table = markdown_table(rows)
-    (out / "results.md").write_text(
-        f"{len(utts)} utterances of {data_dir}, {threads} CPU thread(s), {meta['cpu']}"
-        + (f", GPU {meta['gpu']}" if meta["gpu"] else "")
-        + f"; batch-1 latency: fastest of {repeats} runs per utterance; x AR: batch-1 speed-up over the AR reference row; "
-        f"batch gain: full-batch throughput over the batch-1 loop's\n\n{table}\n")
+    meta = core.run_meta(threads, repeats, devices, data=str(data_dir), num_utts=len(utts),
+                         skipped_utts=listed - len(utts), decode_options=asdict(base))
+    preamble = (f"{len(utts)} utterances of {data_dir}, {threads} CPU thread(s), {meta['cpu']}"
+                + (f", GPU {meta['gpu']}" if meta["gpu"] else "")
+                + f"; batch-1 latency: fastest of {repeats} runs per utterance; x AR: batch-1 speed-up over the AR "
+                "reference row; batch gain: full-batch throughput over the batch-1 loop's")
+    out = core.write_results(out_dir, meta, [asdict(r) | {"batch_gain": r.batch_gain} for r in rows],
+                             markdown_table(rows), preamble)
     plot(rows, lengths, out / "tradeoff.png")
     return rows
 
@@ -370,15 +295,3 @@ def load_bench_audio(utts: Sequence, sample_rate: int) -> tuple[list, list[torch
     if len(kept) < len(utts):
         print(f"narspeech bench: {len(utts) - len(kept)} of {len(utts)} utterances skipped", file=sys.stderr)
     return kept, wavs
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown cpu"

@@ -41,14 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.data.kaldi import DataDirError, read_data_dir, write_kv
     from narspeech.metrics import char_error_rate, word_error_rate
     from narspeech.progress import progress, write
-    from narspeech.train.checkpoint import CheckpointError, load_model
+    from narspeech.train.checkpoint import CheckpointError
+    from narspeech.asr.task import load_asr_model
 
     why = unwritable_dir(args.out_dir)
     if why:
         print(f"{PROG}: cannot write --out-dir {args.out_dir}: {why}", file=sys.stderr)
         return 2
     try:
-        model, tok, _ = load_model(args.model, args.device)
+        model, tok, _ = load_asr_model(args.model, args.device)
     except CheckpointError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ import argparse
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="narspeech tokens", description="build a tokenizer from the text of data dirs")
     p.add_argument("--data", nargs="+", required=True, help="Kaldi data dirs whose 'text' is used")
+    p.add_argument("--files", nargs="+", default=["text"],
+                   help="files of each data dir whose text is used, e.g. 'text text.src' for a joint MT tokenizer")
     p.add_argument("--out", required=True, help="output tokenizer directory")
     p.add_argument("--kind", choices=["char", "bpe"], default="char")
     p.add_argument("--vocab-size", type=int, default=100, help="SentencePiece vocabulary size (bpe)")
@@ -22,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.data.kaldi import read_kv
     from narspeech.text.tokenizer import BPETokenizer, CharTokenizer, save_tokenizer
 
-    texts = [t for d in args.data for t in read_kv(Path(d) / "text", allow_empty_value=True).values()]
+    texts = [t for d in args.data for name in args.files
+             for t in read_kv(Path(d) / name, allow_empty_value=True).values()]
     if args.kind == "char":
         tok = CharTokenizer(CharTokenizer.build_token_list(texts))
     else:

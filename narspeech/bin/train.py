@@ -17,6 +17,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp-dir", help="output directory (checkpoints, logs, model.pt)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (every key, with overrides applied) as YAML and exit")
+    p.add_argument("--task", help="with --print-config and no --config: the task whose defaults to print "
+                                  "(conf/defaults/<task>.yaml)")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if exp-dir/last.pt exists")
     add_quiet_arg(p)
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-3 train.max_epochs=10")
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         import yaml
 
         try:
-            print(yaml.safe_dump(to_dict(load_config(args.config, args.overrides)), sort_keys=False), end="")
+            overrides = ([f"task={args.task}"] if args.task else []) + list(args.overrides)
+            print(yaml.safe_dump(to_dict(load_config(args.config, overrides)), sort_keys=False), end="")
         except ConfigError as e:
             print(f"narspeech train: {e}", file=sys.stderr)
             return 2

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from narspeech.asr.transcribe import MAX_SECONDS, transcribe_utterances
     from narspeech.data.kaldi import Utterance, read_scp_lenient
     from narspeech.progress import progress, write
-    from narspeech.train.checkpoint import CheckpointError, load_model
+    from narspeech.train.checkpoint import CheckpointError
+    from narspeech.asr.task import load_asr_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     # 2. the model
     try:
-        model, tok, _ = load_model(args.model, args.device)
+        model, tok, _ = load_asr_model(args.model, args.device)
         opts = decode_options(args)
         err = unsupported_method(model, opts, PROG)
     except CheckpointError as e:

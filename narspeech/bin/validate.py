@@ -1,4 +1,5 @@
-"""``narspeech validate DIR [DIR...]``: check Kaldi data dirs like validate_data_dir.sh; exit 1 on problems."""
+"""``narspeech validate DIR [DIR...]``: check Kaldi data dirs like validate_data_dir.sh (speech dirs: wav.scp, text,
+utt2spk, segments; text-to-text dirs: text with text.src / text.hyp[.N]); exit 1 on problems."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     from narspeech.data.kaldi import validate_data_dir
+    from narspeech.data.text import is_text_dir, validate_text_dir
 
     bad = 0
     for d in args.dirs:
-        problems = validate_data_dir(d, check_audio=not args.no_audio, require_text=not args.no_text)
+        if is_text_dir(d):
+            problems = validate_text_dir(d)
+        else:
+            problems = validate_data_dir(d, check_audio=not args.no_audio, require_text=not args.no_text)
         for p in problems:
             print(p, file=sys.stderr)
         bad += bool(problems)

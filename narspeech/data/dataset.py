@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
 
 from narspeech.audio.features import INT16_SCALE, fbank, min_samples, num_frames, speed_perturb
 from narspeech.audio.io import AudioError, load_audio
 from narspeech.data.kaldi import Utterance
+from narspeech.tasks.base import TaskDataset
 from narspeech.text.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Example:
     tokens: torch.Tensor  # (L,) int64 (empty when there is no text)
 
 
-class ASRDataset(Dataset):
+class ASRDataset(TaskDataset):
     """Indexable ASR examples. ``durations`` are read once (headers only) so the sampler can bucket by length.
 
     Utterances whose header cannot be read, or too short for the encoder, are left out at construction and listed
@@ -96,6 +96,11 @@ class ASRDataset(Dataset):
     def num_frames(self, i: int) -> int:
         """Approximate fbank frames of item ``i`` (at speed 1.0), for batching."""
         return num_frames(int(self.durations[i] * self.sample_rate), self.sample_rate)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Approximate fbank frames of every item (the bucketing length)."""
+        return [self.num_frames(i) for i in range(len(self))]
 
     def __len__(self) -> int:
         return len(self.utts)

@@ -222,6 +222,8 @@ def validate_data_dir(path: str | os.PathLike, check_audio: bool = True, require
                     f"{path / 'spk2utt'}: utterance {utt!r} (speaker {spk!r}) does not match utt2spk "
                     "(regenerate it from utt2spk)"
                 )
+    if (path / "durations").is_file():  # TTS: frames per input token, one line per utterance
+        problems += _duration_problems(path / "durations", {u.utt_id for u in utts})
     if check_audio:
         import soundfile as sf
 
@@ -241,4 +243,22 @@ def validate_data_dir(path: str | os.PathLike, check_audio: bool = True, require
                     f"{path / 'segments'}: utterance {u.utt_id!r}: ends at {u.segment.end:.2f}s but {u.audio!r} "
                     f"lasts {info.duration:.2f}s"
                 )
+    return problems
+
+
+def _duration_problems(path: Path, utt_ids: set[str]) -> list[str]:
+    """``durations`` lines are ``<utt> <n> <n> ...`` (non-negative frame counts), one per utterance of the dir."""
+    try:
+        durs = read_kv(path)
+    except DataDirError as e:
+        return [str(e)]
+    problems = []
+    for k, v in durs.items():
+        if k not in utt_ids:
+            problems.append(f"{path}: utterance {k!r} is not in the data dir")
+        elif not all(t.isdigit() for t in v.split()):
+            problems.append(f"{path}: utterance {k!r}: durations must be non-negative integers, got {v[:40]!r}")
+    missing = sorted(utt_ids - set(durs))
+    if missing:
+        problems.append(f"{path}: utterance {missing[0]!r} has no durations ({len(missing)} such)")
     return problems

@@ -1,5 +1,6 @@
 """Convolutional front-ends that subsample time by 4 (two stride-2 Conv2d) or by 2 (one stride-2, one stride-1
-Conv2d), as ESPnet's Conv2dSubsampling and Conv2dSubsampling2. Both need 7 input frames for one output frame."""
+Conv2d), as ESPnet's Conv2dSubsampling and Conv2dSubsampling2 (both need 7 input frames for one output frame), and
+a linear one that keeps every position (factor 1, for text encoders)."""
 
 from __future__ import annotations
 
@@ -48,4 +49,18 @@ class Conv2dSubsampling2(Conv2dSubsampling4):
     strides = (2, 1)
 
 
-SUBSAMPLING = {4: Conv2dSubsampling4, 2: Conv2dSubsampling2}
+class LinearFrontEnd(nn.Module):
+    """No subsampling: a linear projection of each input vector (token embeddings of text encoders)."""
+
+    def __init__(self, idim: int, odim: int, channels: int | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        del channels  # same signature as the Conv2d front-ends
+        self.out = nn.Linear(idim, odim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x``: (B, T, idim), ``x_lens``: (B,) -> (B, T, odim), the same lengths."""
+        return self.dropout(self.out(x)), x_lens
+
+
+SUBSAMPLING = {4: Conv2dSubsampling4, 2: Conv2dSubsampling2, 1: LinearFrontEnd}

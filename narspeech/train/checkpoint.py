@@ -1,8 +1,10 @@
 """Checkpoints: atomic writes (temp file + rename), ``weights_only=True`` loads, averaging, self-contained models.
 
-A training checkpoint holds ``{format, config, model_name, tokenizer, model, optimizer, scheduler, step, epoch,
-batch_in_epoch, rng, history}``; a model file (``exp/<name>/model.pt``) the same without the optimizer state.
-Everything is plain data and tensors, so loading never unpickles code.
+A training checkpoint holds ``{format, config, task, task_state, model, optimizers, schedulers, scalers, step,
+epoch, batch_in_epoch, rng, history, elapsed}``; a model file (``exp/<name>/model.pt``) the same without the
+optimizer state and the training-only submodules. ``task_state`` is what the task needs at inference (the ASR
+tokenizer, ...). Everything is plain data and tensors, so loading never unpickles code. Files of the first format
+(``narspeech-1``: ASR only, the tokenizer at the top level) still load.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 
 import torch
 
-FORMAT = "narspeech-1"
+FORMAT = "narspeech-2"
+FORMATS = ("narspeech-1", FORMAT)  # the formats this version reads
 
 
 class CheckpointError(RuntimeError):
@@ -73,40 +76,41 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except (RuntimeError, EOFError, ValueError, OSError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"not a narspeech model file: {path} (corrupt PyTorch archive: {first})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in FORMATS:
         what = f"format {ckpt.get('format')!r}" if isinstance(ckpt, dict) and "format" in ckpt else "no format tag"
         raise CheckpointError(f"not a narspeech model file: {path} (a PyTorch file with {what}; expected one written "
-                              f"by narspeech train, format {FORMAT!r})")
-    missing = [k for k in ("config", "tokenizer", "model") if k not in ckpt]
+                              f"by narspeech train, format {' or '.join(map(repr, FORMATS))})")
+    if ckpt["format"] == "narspeech-1" and "tokenizer" in ckpt:  # before tasks: ASR, the tokenizer at the top
+        ckpt = {**ckpt, "task": "asr", "task_state": {"tokenizer": ckpt["tokenizer"]}}
+    missing = [k for k in ("config", "task_state", "model") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: narspeech file without {', '.join(missing)} (not a complete model file)")
     return ckpt
 
 
 def build_model_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>"):
-    """(model, tokenizer, experiment config) from a loaded checkpoint dict; the model is in eval mode.
+    """(model, task, experiment config) from a loaded checkpoint dict; the model is in eval mode.
 
-    A file whose config, tokenizer or weights do not fit this version of narspeech is a :class:`CheckpointError`."""
+    A file whose config, task state or weights do not fit this version of narspeech is a :class:`CheckpointError`."""
     from narspeech.config import config_from_dict
-    from narspeech.registry import MODELS
-    from narspeech.text.tokenizer import tokenizer_from_state
+    from narspeech.registry import MODELS, TASKS
 
     try:
         cfg = config_from_dict(ckpt["config"])
-        tok = tokenizer_from_state(ckpt["tokenizer"])
-        model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, tok.vocab_size)
-        model.load_state_dict(ckpt["model"])
+        task = TASKS.get(cfg.task).from_state(cfg.data, ckpt["task_state"])
+        model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, **task.model_args())
+        model.load_inference_state_dict(ckpt["model"])
     except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: cannot build the model it describes: {first}") from None
     model.eval()
-    return model, tok, cfg
+    return model, task, cfg
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """Load a model file; returns ``(model, tokenizer, config)``."""
-    model, tok, cfg = build_model_from_checkpoint(load_checkpoint(path, "cpu"), path)
-    return model.to(map_location), tok, cfg
+    """Load a model file of any task; returns ``(model, task, config)`` (``task.tokenizer`` for ASR)."""
+    model, task, cfg = build_model_from_checkpoint(load_checkpoint(path, "cpu"), path)
+    return model.to(map_location), task, cfg
 
 
 def average_state_dicts(paths: Sequence[str | os.PathLike]) -> dict[str, torch.Tensor]:
@@ -137,8 +141,9 @@ def epoch_checkpoints(exp_dir: str | os.PathLike) -> list[Path]:
 
 
 def export_model(ckpt: dict, model_state: dict[str, torch.Tensor], path: str | os.PathLike, **extra: Any) -> None:
-    """Write a self-contained model file: config, tokenizer, (averaged) weights, no optimizer state."""
-    out = {k: ckpt[k] for k in ("format", "config", "tokenizer")}
+    """Write a self-contained model file: config, task state, (averaged) weights, no optimizer state."""
+    out = {k: ckpt[k] for k in ("config", "task", "task_state")}
+    out["format"] = FORMAT
     out["model"] = model_state
     out.update(extra)
     save_atomic(out, path)

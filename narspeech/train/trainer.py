@@ -1,9 +1,13 @@
-"""The one training loop: named loss terms, warmup schedule, clipping, accumulation, AMP, DDP, validation,
-TensorBoard, atomic checkpoints with exact resume, NaN/Inf guard, and the final averaged ``model.pt``."""
+"""The one training loop for every task: named loss terms, warmup schedule, clipping, accumulation, AMP, DDP,
+validation, TensorBoard, atomic checkpoints with exact resume, NaN/Inf guard, and the final averaged ``model.pt``.
+
+The trainer knows no family: the task (:mod:`narspeech.tasks`) gives datasets, batches and the validation metric;
+the model gives its loss terms and, for a GAN, its parameter groups, each stepped by its own optimizer in order
+(discriminator, then generator) on every batch.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -15,14 +19,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from narspeech.asr.base import ASRDecodeOptions, ASRModel
-from narspeech.config import ConfigError, ExperimentConfig, to_dict
-from narspeech.data.dataset import ASRDataset, collate
-from narspeech.data.kaldi import DataDirError, read_data_dir
+from narspeech.base import MAIN_GROUP, Model
+from narspeech.config import SCHEDULERS, ConfigError, ExperimentConfig, OptimConfig, to_dict
+from narspeech.data.kaldi import DataDirError
 from narspeech.data.sampler import BucketBatchSampler
-from narspeech.metrics import char_error_rate
-from narspeech.registry import MODELS
-from narspeech.text.tokenizer import Tokenizer, load_tokenizer
+from narspeech.registry import MODELS, TASKS
+from narspeech.tasks.base import Task, TaskDataset
 from narspeech.train import checkpoint as ckpt_lib
 from narspeech.train.distributed import all_reduce_min, barrier, init_distributed
 from narspeech.train.loss import total_loss
@@ -37,28 +39,44 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def noam_lambda(warmup_steps: int):
-    """Linear warmup to the peak lr, then decay with 1/sqrt(step) (Vaswani et al., 2017; ESPnet's WarmupLR)."""
-    w = max(1, warmup_steps)
+def _where(group: str) -> str:
+    return "optim" if group == MAIN_GROUP else f"optim.groups.{group} (or optim)"
+
+
+def build_optimizer(o: OptimConfig, params: list, group: str = MAIN_GROUP) -> torch.optim.Optimizer:
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.name)
+    if opt_cls is None:
+        raise ConfigError(f"{_where(group)}.name: unknown optimizer {o.name!r}; valid: adam, adamw")
+    if len(o.betas) != 2:
+        raise ConfigError(f"{_where(group)}.betas: expected two numbers, got {o.betas}")
+    return opt_cls(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def lr_lambda(o: OptimConfig, group: str = MAIN_GROUP):
+    """The lr factor by optimizer step: a linear warmup to the peak lr, then the configured decay: "noam" as
+    Vaswani et al. (2017) / ESPnet's WarmupLR (1/sqrt(step)), "exponential" (``lr_decay`` per step, HiFi-GAN's
+    ExponentialLR) or "constant"."""
+    if o.scheduler not in SCHEDULERS:
+        raise ConfigError(f"{_where(group)}.scheduler: unknown {o.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+    w, kind, gamma = max(1, o.warmup_steps), o.scheduler, o.lr_decay
 
     def f(step: int) -> float:
         s = step + 1
-        return min(s / w, math.sqrt(w / s))
+        if s < w:
+            return s / w
+        if kind == "noam":
+            return math.sqrt(w / s)
+        if kind == "exponential":
+            return gamma ** (s - w)
+        return 1.0
 
     return f
 
 
-def load_cmvn(path: str) -> tuple[torch.Tensor, torch.Tensor]:
-    with open(path, encoding="utf-8") as f:
-        d = json.load(f)
-    return torch.tensor(d["mean"]), torch.tensor(d["std"])
-
-
-def build_model(cfg: ExperimentConfig, tokenizer: Tokenizer):
-    """The registered model with CMVN statistics loaded (when the config names a stats file)."""
-    model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, tokenizer.vocab_size)
-    if cfg.data.cmvn and hasattr(model, "cmvn"):
-        model.cmvn.set_stats(*load_cmvn(cfg.data.cmvn))
+def build_model(cfg: ExperimentConfig, task: Task) -> Model:
+    """The registered model built with what the task gives it, then initialised from the data (statistics)."""
+    model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, **task.model_args())
+    task.init_model(model)
     return model
 
 
@@ -86,17 +104,27 @@ class Trainer:
         self.dist, self.device = init_distributed(cfg.train.device)
         self.resume = resume
         set_seed(cfg.train.seed + self.dist.rank)
-        self.tokenizer = load_tokenizer(cfg.data.tokenizer)
-        self.model = build_model(cfg, self.tokenizer).to(self.device)
-        self.ddp_model = DDP(self.model) if self.dist.enabled else self.model
-        o = cfg.optim
-        opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.name)
-        if opt_cls is None:
-            raise ConfigError(f"unknown optimizer {o.name!r}; valid: adam, adamw")
-        self.optimizer = opt_cls(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, noam_lambda(o.warmup_steps))
+        self.task = TASKS.get(cfg.task).create(cfg.data)
+        self.model = build_model(cfg, self.task).to(self.device)
+        self.groups = self.model.optim_groups()
+        self.multi = list(self.groups) != [MAIN_GROUP]
+        if self.multi and cfg.optim.accum_grad != 1:
+            # one group's backward also reaches the others' parameters (the generator's loss goes through the
+            # discriminator), so gradients can only be kept for the group being stepped
+            raise ConfigError(f"optim.accum_grad must be 1 for a model with several parameter groups "
+                              f"({', '.join(self.groups)}), got {cfg.optim.accum_grad}")
+        # several groups: each forward uses only some parameters (the discriminator step never the generator's)
+        self.ddp_model = DDP(self.model, find_unused_parameters=self.multi) if self.dist.enabled else self.model
+        unknown = sorted(set(cfg.optim.groups) - set(self.groups))
+        if unknown:
+            raise ConfigError(f"optim.groups: {', '.join(unknown)} is not a parameter group of model "
+                              f"{cfg.model.name!r} (its groups: {', '.join(self.groups)})")
+        self.optim_cfgs = {g: cfg.optim.for_group(g) for g in self.groups}
+        self.optimizers = {g: build_optimizer(self.optim_cfgs[g], ps, g) for g, ps in self.groups.items()}
+        self.schedulers = {g: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(self.optim_cfgs[g], g))
+                           for g, opt in self.optimizers.items()}
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scalers = {g: torch.amp.GradScaler("cuda", enabled=self.use_amp) for g in self.groups}
         self.step = 0
         self.epoch = 1
         self.batch_in_epoch = 0
@@ -105,6 +133,16 @@ class Trainer:
         self.writer = None
         self._start: float | None = None  # time.monotonic() the time budget counts from (earlier runs included)
         self._resumed_elapsed: float | None = None  # seconds used before this run, from last.pt
+
+    @property
+    def tokenizer(self):
+        """The task's tokenizer (ASR and text tasks)."""
+        return self.task.tokenizer
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of a model with one parameter group."""
+        return self.optimizers[MAIN_GROUP]
 
     def _elapsed(self) -> float:
         """Wall-clock seconds this experiment has trained, over every run of it (the budget's measure)."""
@@ -115,33 +153,23 @@ class Trainer:
         return t.max_minutes > 0 and self._elapsed() / 60 >= t.max_minutes
 
     # ---- data -------------------------------------------------------------------------------------------
-    def _dataset(self, dirs: list[str], train: bool) -> ASRDataset:
-        utts = [u for d in dirs for u in read_data_dir(d)]
-        if not utts:
-            raise DataDirError(f"no utterances in {' '.join(dirs)}")
-        d = self.cfg.data
-        ds = ASRDataset(utts, self.tokenizer, d.sample_rate, d.speed_perturb if train else (1.0,), self.cfg.train.seed,
-                        d.dither if train else 0.0)
+    def _dataset(self, dirs: list[str], train: bool) -> TaskDataset:
+        ds = self.task.dataset(dirs, train, self.cfg.train.seed)
         if ds.problems:
-            log.warning("skipping %d of %d utterances of %s that cannot be used:", len(ds.problems), len(utts),
-                        " ".join(dirs))
-            for utt_id, why in ds.problems[:MAX_LISTED_PROBLEMS]:
-                log.warning("  %s: %s", utt_id, why)
+            log.warning("skipping %d of %d %s of %s that cannot be used:", len(ds.problems),
+                        len(ds) + len(ds.problems), self.task.item_noun, " ".join(dirs))
+            for key, why in ds.problems[:MAX_LISTED_PROBLEMS]:
+                log.warning("  %s: %s", key, why)
             if len(ds.problems) > MAX_LISTED_PROBLEMS:
                 log.warning("  ... and %d more", len(ds.problems) - MAX_LISTED_PROBLEMS)
         if len(ds) == 0:
-            raise DataDirError(f"no usable utterances in {' '.join(dirs)} (all {len(utts)} skipped, see above)")
-        if train:
-            keep = [i for i, dur in enumerate(ds.durations) if dur <= d.max_utt_seconds]
-            if len(keep) < len(ds):
-                log.warning("skipping %d training utterances longer than %.1fs", len(ds) - len(keep), d.max_utt_seconds)
-                ds = ds.subset(keep)
+            raise DataDirError(f"no usable {self.task.item_noun} in {' '.join(dirs)} (all {len(ds.problems)} skipped, see above)")
         return ds
 
-    def _loader(self, ds: ASRDataset, sampler: BucketBatchSampler) -> DataLoader:
+    def _loader(self, ds: TaskDataset, sampler: BucketBatchSampler) -> DataLoader:
         # A private generator keeps the DataLoader from drawing on the global RNG, which resume restores exactly.
         return DataLoader(
-            ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.data.num_workers,
+            ds, batch_sampler=sampler, collate_fn=self.task.collate, num_workers=self.cfg.data.num_workers,
             generator=torch.Generator().manual_seed(self.cfg.train.seed),
         )
 
@@ -150,7 +178,8 @@ class Trainer:
         c = {
             "format": ckpt_lib.FORMAT,
             "config": to_dict(self.cfg),
-            "tokenizer": self.tokenizer.state(),
+            "task": self.cfg.task,
+            "task_state": self.task.state(),
             "model": self.model.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
@@ -160,9 +189,9 @@ class Trainer:
         }
         if full:
             c.update(
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict(),
-                scaler=self.scaler.state_dict(),
+                optimizers={g: o.state_dict() for g, o in self.optimizers.items()},
+                schedulers={g: s.state_dict() for g, s in self.schedulers.items()},
+                scalers={g: s.state_dict() for g, s in self.scalers.items()},
                 rng=_rng_state(self.device),
             )
         return c
@@ -200,9 +229,16 @@ class Trainer:
             return
         c = ckpt_lib.load_checkpoint(path, "cpu")
         self.model.load_state_dict(c["model"])
-        self.optimizer.load_state_dict(c["optimizer"])
-        self.scheduler.load_state_dict(c["scheduler"])
-        self.scaler.load_state_dict(c["scaler"])
+        # checkpoints from before parameter groups hold one optimizer, scheduler and scaler
+        opts = c.get("optimizers") or {MAIN_GROUP: c["optimizer"]}
+        scheds = c.get("schedulers") or {MAIN_GROUP: c["scheduler"]}
+        scalers = c.get("scalers") or {MAIN_GROUP: c["scaler"]}
+        if set(opts) != set(self.optimizers):
+            raise ConfigError(f"{path}: optimizer groups {sorted(opts)} differ from this model's {sorted(self.optimizers)}")
+        for g in self.optimizers:
+            self.optimizers[g].load_state_dict(opts[g])
+            self.schedulers[g].load_state_dict(scheds[g])
+            self.scalers[g].load_state_dict(scalers[g])
         self.step, self.epoch, self.batch_in_epoch = c["step"], c["epoch"], c["batch_in_epoch"]
         self.history = list(c["history"])
         self._resumed_elapsed = c.get("elapsed")
@@ -219,18 +255,22 @@ class Trainer:
                 p.unlink(missing_ok=True)
 
     def _best_epochs(self, n: int) -> list[dict]:
-        key = "valid_cer" if all("valid_cer" in h for h in self.history) else "valid_loss"
+        metric = self.task.metric
+        key = metric if metric and all(metric in h for h in self.history) else "valid_loss"
         # ties (e.g. several epochs at CER 0 on a tiny set) go to the lower validation loss, i.e. usually the later epoch
         return sorted(self.history, key=lambda h: (h[key], h.get("valid_loss", 0.0)))[: max(1, n)]
 
     def export(self) -> Path:
-        """Write ``model.pt``: the average of the best ``average_best`` epochs (by validation CER, else loss)."""
+        """Write ``model.pt``: the average of the best ``average_best`` epochs (by the task's metric, else loss),
+        without the training-only submodules (discriminators)."""
         best = self._best_epochs(self.cfg.train.average_best)
         paths = [self.exp_dir / f"epoch{h['epoch']}.pt" for h in sorted(best, key=lambda h: h["epoch"])]
         paths = [p for p in paths if p.exists()]
         if not paths:
             raise FileNotFoundError(f"{self.exp_dir}: no epoch checkpoints to export")
         state = ckpt_lib.average_state_dicts(paths)
+        drop = tuple(f"{name}." for name in self.model.training_only)
+        state = {k: v for k, v in state.items() if not k.startswith(drop)}
         out = self.exp_dir / "model.pt"
         ckpt_lib.export_model(self._ckpt(full=False), state, out, averaged=[p.name for p in paths])
         log.info("wrote %s (average of %s)", out, ", ".join(p.name for p in paths))
@@ -246,53 +286,82 @@ class Trainer:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 
+    def _forward(self, batch: dict, group: str, cache: dict) -> dict:
+        return self.ddp_model(batch) if not self.multi else self.ddp_model(batch, group=group, cache=cache)
+
     def train_batch(self, batch: dict, sync: bool = True) -> dict[str, float] | None:
-        """Forward/backward of one batch (gradients accumulate); None when the loss was not finite on any rank."""
+        """Forward/backward of one batch for a one-group model (gradients accumulate); None when the loss was not
+        finite on any rank."""
         batch = self._to_device(batch)
         ctx = self.ddp_model.no_sync() if (self.dist.enabled and not sync) else nullcontext()
         with ctx:
             with self._autocast():
-                terms = self.ddp_model(batch)
+                terms = self._forward(batch, MAIN_GROUP, {})
                 loss = total_loss(terms)
             finite = all_reduce_min(float(torch.isfinite(loss).item()), self.dist, self.device)
             if finite < 1.0:
                 return None
-            self.scaler.scale(loss / self.cfg.optim.accum_grad).backward()
+            self.scalers[MAIN_GROUP].scale(loss / self.cfg.optim.accum_grad).backward()
         return {"loss": float(loss.detach()), **{k: float(t.value.detach()) for k, t in terms.items()}}
 
-    def optimizer_step(self) -> float:
-        """Clip, step, zero; returns the gradient norm before clipping."""
-        self.scaler.unscale_(self.optimizer)
-        clip = self.cfg.optim.grad_clip
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else float("inf"))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        self.step += 1
+    def optimizer_step(self, group: str = MAIN_GROUP) -> float:
+        """Clip, step, zero one group; returns its gradient norm before clipping."""
+        scaler, opt = self.scalers[group], self.optimizers[group]
+        scaler.unscale_(opt)
+        clip = self.optim_cfgs[group].grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.groups[group], clip if clip > 0 else float("inf"))
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        self.schedulers[group].step()
         return float(norm)
+
+    def train_groups(self, batch: dict) -> tuple[dict[str, float], dict[str, float]] | None:
+        """One optimizer step of each active group in order on ``batch`` (a GAN: discriminator, then generator):
+        zero every gradient, forward the group's losses, backward, clip and step that group only. Returns (loss
+        terms by name, gradient norm by group), or None when a group's loss was not finite (its step is skipped
+        and the later groups' too)."""
+        batch = self._to_device(batch)
+        cache: dict = {}
+        stats: dict[str, float] = {}
+        norms: dict[str, float] = {}
+        active = [g for g in self.model.active_groups(self.step) if self.step >= self.optim_cfgs[g].start_step]
+        cache["groups"] = active  # the generator leaves out its adversarial terms while the discriminator waits
+        for group in active:
+            self.model.zero_grad(set_to_none=True)
+            with self._autocast():
+                terms = self._forward(batch, group, cache)
+                loss = total_loss(terms)
+            if all_reduce_min(float(torch.isfinite(loss).item()), self.dist, self.device) < 1.0:
+                self.model.zero_grad(set_to_none=True)
+                return None
+            self.scalers[group].scale(loss).backward()
+            norms[group] = self.optimizer_step(group)
+            stats[f"loss_{group}"] = float(loss.detach())
+            stats.update({k: float(t.value.detach()) for k, t in terms.items()})
+        self.model.zero_grad(set_to_none=True)
+        stats["loss"] = stats.get(f"loss_{list(self.groups)[-1]}", 0.0)
+        return stats, norms
 
     # ---- validation -------------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, loader: DataLoader) -> dict[str, float]:
+        """``valid_loss`` (per item; for several groups the last group's, e.g. the generator's) and the task's
+        metrics from the model's inference."""
         self.model.eval()
         tot, n = 0.0, 0
-        refs, hyps = [], []
+        last = list(self.groups)[-1]
+        batches = []
         for batch in loader:
-            if batch is None:  # every utterance of it failed to load (named in the log)
+            if batch is None:  # every item of it failed to load (named in the log)
                 continue
             batch = self._to_device(batch)
-            b = batch["feats"].size(0)
-            tot += float(total_loss(self.model(batch))) * b
+            b = len(batch["utt_ids"])
+            tot += float(total_loss(self._forward(batch, last, {}) if self.multi else self.model(batch))) * b
             n += b
-            if isinstance(self.model, ASRModel):
-                hyp_ids = self.model.infer(batch["feats"], batch["feat_lens"], ASRDecodeOptions())
-                hyps += [self.tokenizer.decode(h) for h in hyp_ids]
-                refs += [self.tokenizer.decode(t[t >= 0].tolist()) for t in batch["tokens"].cpu()]
+            batches.append(batch)
+        out = {"valid_loss": tot / max(1, n), **self.task.evaluate(self.model, batches)}
         self.model.train()
-        out = {"valid_loss": tot / max(1, n)}
-        if refs:
-            out["valid_cer"] = char_error_rate(refs, hyps).rate
         return out
 
     # ---- the loop ---------------------------------------------------------------------------------------
@@ -314,12 +383,12 @@ class Trainer:
         self._try_resume()
         train_ds = self._dataset(self.cfg.data.train, train=True)
         valid_ds = self._dataset(self.cfg.data.valid, train=False)
-        lengths = [train_ds.num_frames(i) for i in range(len(train_ds))]
-        sampler = BucketBatchSampler(lengths, self.cfg.data.max_frames, True, t.seed, self.dist.world_size, self.dist.rank)
-        vsampler = BucketBatchSampler([valid_ds.num_frames(i) for i in range(len(valid_ds))], self.cfg.data.max_frames, False)
-        valid_loader = self._loader(valid_ds, vsampler)
-        log.info("%d train / %d valid utterances, %.2fM parameters, device %s, world size %d", len(train_ds),
-                 len(valid_ds), sum(p.numel() for p in self.model.parameters()) / 1e6, self.device, self.dist.world_size)
+        cap = self.task.max_batch
+        sampler = BucketBatchSampler(train_ds.lengths, cap, True, t.seed, self.dist.world_size, self.dist.rank)
+        valid_loader = self._loader(valid_ds, BucketBatchSampler(valid_ds.lengths, cap, False))
+        log.info("task %s: %d train / %d valid items, %.2fM parameters, groups %s, device %s, world size %d",
+                 self.cfg.task, len(train_ds), len(valid_ds), sum(p.numel() for p in self.model.parameters()) / 1e6,
+                 "+".join(self.groups), self.device, self.dist.world_size)
         # the time budget counts wall-clock time (validation included) over every run of this experiment, so that
         # running a finished command again only re-exports (older checkpoints: from the history)
         used = self._resumed_elapsed
@@ -341,7 +410,7 @@ class Trainer:
             self.writer.close()
         return out
 
-    def _train_epoch(self, train_ds: ASRDataset, sampler: BucketBatchSampler, valid_loader: DataLoader) -> bool:
+    def _train_epoch(self, train_ds: TaskDataset, sampler: BucketBatchSampler, valid_loader: DataLoader) -> bool:
         """Train the current epoch from ``batch_in_epoch`` on, then close it (:meth:`_end_epoch`); True when the
         time budget is spent (the epoch then closes early when it stopped before its last batch)."""
         from narspeech.progress import progress
@@ -359,12 +428,17 @@ class Trainer:
                        enabled=self.dist.is_main)
         for batch in bar:
             self.batch_in_epoch += 1
-            if batch is None:  # every utterance of it failed to load (named in the log)
+            if batch is None:  # every item of it failed to load (named in the log)
                 continue
-            stats = self.train_batch(batch, sync=self.batch_in_epoch % accum == 0)
+            if self.multi:
+                out = self.train_groups(batch)
+                stats, norms = out if out is not None else (None, {})
+            else:
+                stats = self.train_batch(batch, sync=self.batch_in_epoch % accum == 0)
             if stats is None:
                 self.bad_steps += 1
-                self.optimizer.zero_grad(set_to_none=True)
+                for opt in self.optimizers.values():
+                    opt.zero_grad(set_to_none=True)
                 log.warning("non-finite loss at epoch %d batch %d (%s); batch skipped", self.epoch,
                             self.batch_in_epoch, ",".join(batch["utt_ids"][:3]))
                 if self.bad_steps > t.max_bad_steps:
@@ -376,16 +450,20 @@ class Trainer:
             nb += 1
             if self.batch_in_epoch % accum != 0:
                 continue
-            gnorm = self.optimizer_step()
+            if not self.multi:
+                norms = {MAIN_GROUP: self.optimizer_step()}
+            self.step += 1
             if self.writer is not None and self.step % t.log_interval == 0:
                 for k, v in stats.items():
                     self.writer.add_scalar(f"train/{k}", v, self.step)
-                self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
-                self.writer.add_scalar("train/grad_norm", gnorm, self.step)
+                for g, norm in norms.items():
+                    suffix = "" if g == MAIN_GROUP else f"_{g}"
+                    self.writer.add_scalar(f"train/lr{suffix}", self.schedulers[g].get_last_lr()[0], self.step)
+                    self.writer.add_scalar(f"train/grad_norm{suffix}", norm, self.step)
                 eta = _eta(time.monotonic() - epoch_start, nb, epoch_batches - self.batch_in_epoch)
                 log.info("epoch %d batch %d/%d (epoch ETA %s) step %d: %s lr %.2e", self.epoch, self.batch_in_epoch,
                          epoch_batches, eta, self.step, " ".join(f"{k} {v:.3f}" for k, v in stats.items()),
-                         self.scheduler.get_last_lr()[0])
+                         next(iter(self.schedulers.values())).get_last_lr()[0])
             bar.set_postfix(loss=f"{stats['loss']:.3f}", step=self.step)
             if t.save_interval_steps and self.step % t.save_interval_steps == 0:
                 self._save_last()
