@@ -113,7 +113,8 @@ class ToyGAN(Model):
     def forward(self, batch: dict, group: str = "generator", cache: dict | None = None) -> dict[str, LossTerm]:
         cache = {} if cache is None else cache
         if "fake" not in cache:  # the generator runs once per batch; both steps use its output
-            cache["fake"] = self.generator(torch.randn(batch["x"].size(0), NOISE_DIM))
+            z = batch["z"] if "z" in batch else torch.randn(batch["x"].size(0), NOISE_DIM, device=batch["x"].device)
+            cache["fake"] = self.generator(z)
         fake = cache["fake"]
         if group == "discriminator":
             real = self.discriminator(batch["x"])
