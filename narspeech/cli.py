@@ -15,7 +15,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "check a Kaldi data directory (validate_data_dir.sh-like)"),
     "tokens": ("tokens", "build a char or SentencePiece BPE tokenizer from data dirs"),
     "cmvn": ("cmvn", "compute global CMVN statistics of fbank features"),
-    "dump": ("dump", "extract features per utterance into dump/<set>/<kind>.scp + .npy files (resumable)"),
+    "dump": ("dump", "extract features per utterance into dump/<set>/{feats,pitch,...}.scp + .npy files (resumable)"),
     "train": ("train", "train a model from a YAML config (torchrun for several GPUs/nodes)"),
     "average": ("average", "average the last/best N checkpoints into one model file"),
     "decode": ("decode", "decode data directories with a trained model, writing Kaldi text"),

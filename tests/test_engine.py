@@ -352,7 +352,7 @@ def test_dump_is_resumable_atomic_and_names_unusable_audio(tone_setup, tmp_path,
     assert dump.main(["--data", str(data), "--out-dir", str(tmp_path / "dump"), "--kind", "fbank"]) == 1
     out, err = capsys.readouterr()
     assert "skipped zz_bad" in err and "8 of 9 utterances (1 skipped)" in out
-    index = read_feats_scp(tmp_path / "dump/set/fbank.scp")
+    index = read_feats_scp(tmp_path / "dump/set/feats.scp")
     utts = {u.utt_id: u for u in read_data_dir(data)}
     from narspeech.asr.transcribe import utterance_features
 
@@ -362,7 +362,14 @@ def test_dump_is_resumable_atomic_and_names_unusable_audio(tone_setup, tmp_path,
     stamp = Path(index[first]).stat().st_mtime_ns
     (Path(index[first]).parent / ".x.npy.123.tmp").write_bytes(b"half")
     assert dump.main(["--data", str(data), "--out-dir", str(tmp_path / "dump"), "--kind", "fbank"]) == 1
-    assert Path(index[first]).stat().st_mtime_ns == stamp and read_feats_scp(tmp_path / "dump/set/fbank.scp") == index
+    assert Path(index[first]).stat().st_mtime_ns == stamp and read_feats_scp(tmp_path / "dump/set/feats.scp") == index
+    # narspeech validate checks a dump dir: every indexed file a readable array, named by scp and utterance
+    from narspeech.bin import validate
+
+    assert validate.main([str(tmp_path / "dump/set")]) == 0
+    Path(index[first]).write_bytes(b"not an array")
+    assert validate.main([str(tmp_path / "dump/set")]) == 1
+    assert f"feats.scp: utterance {first!r}: " in capsys.readouterr().err
 
 
 def test_durations_file_is_validated(tone_setup, tmp_path):

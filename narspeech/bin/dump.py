@@ -1,5 +1,5 @@
 """``narspeech dump --data DIR [DIR...] --out-dir dump --kind fbank [--kind ...]``: extract features per utterance
-into ``<out-dir>/<set>/<kind>/<utt>.npy`` with ``<out-dir>/<set>/<kind>.scp``.
+into ``<out-dir>/<set>/<kind>/<utt>.npy`` with its scp (``feats.scp`` for fbank, ``<kind>.scp`` otherwise).
 
 Resumable (features already written whole are kept; each is written atomically); audio that cannot be used is named
 and skipped. Exit status: 0 all extracted, 1 some skipped, 2 nothing could start.
@@ -30,7 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     apply_quiet(args)
-    from narspeech.data.dump import dump_features
+    from narspeech.data.dump import dump_features, scp_path
     from narspeech.data.kaldi import read_data_dir
     from narspeech.progress import logs_above_bars, progress, write
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 n, skipped = dump_features(utts, Path(args.out_dir) / Path(d).name, kind, progress)
             for utt, reason in skipped:
                 write(f"{PROG}: skipped {utt}: {reason}")
-            print(f"{Path(args.out_dir) / Path(d).name / (kind + '.scp')}: {n} of {len(utts)} utterances"
+            print(f"{scp_path(Path(args.out_dir) / Path(d).name, kind)}: {n} of {len(utts)} utterances"
                   + (f" ({len(skipped)} skipped)" if skipped else ""))
             failed += len(skipped)
     return 1 if failed else 0

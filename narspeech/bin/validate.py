@@ -1,5 +1,6 @@
 """``narspeech validate DIR [DIR...]``: check Kaldi data dirs like validate_data_dir.sh (speech dirs: wav.scp, text,
-utt2spk, segments; text-to-text dirs: text with text.src / text.hyp[.N]); exit 1 on problems."""
+utt2spk, segments; text-to-text dirs: text with text.src / text.hyp[.N]; dump dirs: feats.scp, pitch.scp, ...
+-> .npy); exit 1 on problems."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    from narspeech.data.dump import is_dump_dir, validate_dump_dir
     from narspeech.data.kaldi import validate_data_dir
     from narspeech.data.text import is_text_dir, validate_text_dir
 
@@ -24,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     for d in args.dirs:
         if is_text_dir(d):
             problems = validate_text_dir(d)
+        elif is_dump_dir(d):
+            problems = validate_dump_dir(d)
         else:
             problems = validate_data_dir(d, check_audio=not args.no_audio, require_text=not args.no_text)
         for p in problems:

@@ -1,5 +1,6 @@
-"""Extracted features on disk: ``dump/<set>/<kind>/<utt>.npy`` indexed by ``dump/<set>/<kind>.scp`` (``<utt> <path>``),
-as ESPnet's ``dump/`` but one ``.npy`` per utterance (memory-mapped on read, no Kaldi ark).
+"""Extracted features on disk: ``dump/<set>/<kind>/<utt>.npy`` indexed by an scp (``<utt> <path>``) named as
+ESPnet's ``dump/``: ``feats.scp`` for the model's input/target features (``fbank``; TTS's mel), ``pitch.scp``,
+``energy.scp`` for the others; one ``.npy`` per utterance (memory-mapped on read, no Kaldi ark).
 
 Extraction is resumable and safe to kill: every ``.npy`` is written to a temp file and renamed, a file already there
 is kept, and the scp is written (atomically) at the end. Audio that cannot be used is named and skipped; the
@@ -26,15 +27,23 @@ class Extractor:
 
     fn: Callable[[torch.Tensor, int], np.ndarray]
     sample_rate: int
+    scp: str  # the index's name in dump/<set>/ without ".scp" ("feats", "pitch", ...)
 
 
 EXTRACTORS: dict[str, Extractor] = {}
 
 
-def register_extractor(name: str, fn: Callable[[torch.Tensor, int], np.ndarray], sample_rate: int) -> None:
+def register_extractor(name: str, fn: Callable[[torch.Tensor, int], np.ndarray], sample_rate: int,
+                       scp: str | None = None) -> None:
+    """Register feature ``name``, indexed by ``<scp or name>.scp``."""
     if name in EXTRACTORS and EXTRACTORS[name].fn is not fn:
         raise ValueError(f"feature extractor {name!r} is already registered")
-    EXTRACTORS[name] = Extractor(fn, sample_rate)
+    EXTRACTORS[name] = Extractor(fn, sample_rate, scp or name)
+
+
+def scp_path(out_dir: str | os.PathLike, kind: str) -> Path:
+    """Where ``dump_features(..., out_dir, kind)`` writes its index."""
+    return Path(out_dir) / f"{EXTRACTORS[kind].scp}.scp"
 
 
 def _fbank(wav: torch.Tensor, sample_rate: int) -> np.ndarray:
@@ -43,7 +52,7 @@ def _fbank(wav: torch.Tensor, sample_rate: int) -> np.ndarray:
     return fbank(wav, sample_rate).numpy()
 
 
-register_extractor("fbank", _fbank, 16000)
+register_extractor("fbank", _fbank, 16000, scp="feats")
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -66,7 +75,7 @@ def _readable_npy(path: Path) -> bool:
 
 def dump_features(utts: Sequence[Utterance], out_dir: str | os.PathLike, kind: str,
                   progress: Callable = lambda it, **kw: it) -> tuple[int, list[tuple[str, str]]]:
-    """Extract ``kind`` for every utterance into ``<out_dir>/<kind>/`` and write ``<out_dir>/<kind>.scp``.
+    """Extract ``kind`` for every utterance into ``<out_dir>/<kind>/`` and write its scp (:func:`scp_path`).
 
     Returns (number of features written or reused, [(utterance id, why) for those skipped])."""
     if kind not in EXTRACTORS:
@@ -87,7 +96,7 @@ def dump_features(utts: Sequence[Utterance], out_dir: str | os.PathLike, kind: s
                 skipped.append((u.utt_id, str(e) if str(e).startswith(str(u.audio)) else f"{u.audio}: {e}"))
                 continue
         index[u.utt_id] = str(path)
-    write_kv(out / f"{kind}.scp", index)
+    write_kv(scp_path(out, kind), index)
     return len(index), skipped
 
 
@@ -98,6 +107,40 @@ def read_feats_scp(path: str | os.PathLike) -> dict[str, str]:
         if not Path(v).is_file():
             raise DataDirError(f"{path}: utterance {k!r}: no such file {v}")
     return index
+
+
+def is_dump_dir(path: str | os.PathLike) -> bool:
+    """A folder of feature indexes (``*.scp`` but no ``wav.scp``): what ``narspeech dump`` writes."""
+    p = Path(path)
+    return p.is_dir() and not (p / "wav.scp").exists() and any(p.glob("*.scp"))
+
+
+def validate_dump_dir(path: str | os.PathLike) -> list[str]:
+    """Problems of a dump dir (empty when valid): each scp's lines are ``<utt> <path>``, keys unique and sorted,
+    every path a readable ``.npy``; the scps of one dir index the same utterances."""
+    problems: list[str] = []
+    keys: dict[str, set[str]] = {}
+    for scp in sorted(Path(path).glob("*.scp")):
+        try:
+            index = read_kv(scp)
+        except DataDirError as e:
+            problems.append(str(e))
+            continue
+        if list(index) != sorted(index):
+            problems.append(f"{scp}: keys are not sorted (LC_ALL=C sort)")
+        for k, v in index.items():
+            if not Path(v).is_file():
+                problems.append(f"{scp}: utterance {k!r}: no such file {v}")
+            elif not _readable_npy(Path(v)):
+                problems.append(f"{scp}: utterance {k!r}: {v} is not a readable .npy array")
+        keys[scp.name] = set(index)
+    names = sorted(keys)
+    for other in names[1:]:
+        diff = keys[names[0]] ^ keys[other]
+        if diff:
+            problems.append(f"{Path(path) / other}: {len(diff)} utterance(s) not in both {names[0]} and {other}, "
+                            f"e.g. {sorted(diff)[0]!r}")
+    return problems
 
 
 def load_feature(path: str | os.PathLike) -> np.ndarray:

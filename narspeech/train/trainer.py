@@ -386,8 +386,9 @@ class Trainer:
         cap = self.task.max_batch
         sampler = BucketBatchSampler(train_ds.lengths, cap, True, t.seed, self.dist.world_size, self.dist.rank)
         valid_loader = self._loader(valid_ds, BucketBatchSampler(valid_ds.lengths, cap, False))
-        log.info("task %s: %d train / %d valid items, %.2fM parameters, groups %s, device %s, world size %d",
-                 self.cfg.task, len(train_ds), len(valid_ds), sum(p.numel() for p in self.model.parameters()) / 1e6,
+        log.info("task %s: %d train / %d valid %s, %.2fM parameters, groups %s, device %s, world size %d",
+                 self.cfg.task, len(train_ds), len(valid_ds), self.task.item_noun,
+                 sum(p.numel() for p in self.model.parameters()) / 1e6,
                  "+".join(self.groups), self.device, self.dist.world_size)
         # the time budget counts wall-clock time (validation included) over every run of this experiment, so that
         # running a finished command again only re-exports (older checkpoints: from the history)
