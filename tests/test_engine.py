@@ -203,6 +203,19 @@ def test_a_group_waits_for_its_start_step(tmp_path):
     assert any(not torch.equal(v, tr.model.state_dict()[k]) for k, v in d0.items())
 
 
+def test_a_non_finite_group_loss_skips_the_batch_without_touching_weights(tmp_path):
+    """NaN guard per step: a non-finite discriminator loss skips that batch's steps of every group."""
+    tr = Trainer(config_from_dict(gan_config()), tmp_path / "exp", resume=False)
+    batch = tr.task.collate([tr.task.dataset(["toy"], True, 0)[i] for i in range(8)])
+    batch["x"][3, 0] = float("nan")
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
+    assert tr.train_groups(batch) is None
+    assert all(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())
+    assert all(p.grad is None for p in tr.model.parameters())
+    batch["x"][3, 0] = 3.0
+    assert tr.train_groups(batch) is not None
+
+
 def test_several_groups_refuse_gradient_accumulation(tmp_path):
     cfg = gan_config()
     cfg["optim"]["accum_grad"] = 2
