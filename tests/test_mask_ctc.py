@@ -208,6 +208,7 @@ def test_mlm_hypothesis_copy_is_what_the_first_pass_of_decoding_sees(monkeypatch
     the input tokens and acoustic embeddings of decoding's first mask-predict pass (with length prediction: when
     the length head keeps every run's length)."""
     import narspeech.asr.mask_ctc as mask_ctc
+    import narspeech.asr.mask_ctc_length as mask_ctc_length
 
     model = _tiny(length_prediction, True, mlm_hypotheses=True).eval()
     batch = _batch()
@@ -222,7 +223,8 @@ def test_mlm_hypothesis_copy_is_what_the_first_pass_of_decoding_sees(monkeypatch
         # length_threshold > 1: every run keeps CTC's count, the fill pass then sees CTC's tokens and frames
         model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold, length_threshold=1.5))
         decoding = seen[-1]
-        monkeypatch.setattr(mask_ctc, "lowest_scores_mask", lambda c, l: (c < threshold) & ~make_pad_mask(l, c.size(1)))
+        for module in (mask_ctc, mask_ctc_length):  # the hypothesis copy of training (both halves of the model)
+            monkeypatch.setattr(module, "lowest_scores_mask", lambda c, l: (c < threshold) & ~make_pad_mask(l, c.size(1)))
         refs = [row[: int(k)] for row, k in zip(batch["tokens"].tolist(), batch["token_lens"].tolist())]
         assert model._hypothesis_mlm_loss(hyp, refs, h, h_lens, model._frame_sums(h, lp, h_lens)) > 0
     training = seen[-1]
@@ -832,6 +834,7 @@ def test_hypothesis_copy_is_what_the_first_length_step_of_decoding_sees(monkeypa
     """length_hypotheses: the training copy built from the CTC hypothesis (masks where decoding at a threshold puts
     them) has the decoder input, the frame intervals and so the length logits of decoding's first length step."""
     import narspeech.asr.mask_ctc as mask_ctc
+    import narspeech.asr.mask_ctc_length as mask_ctc_length
 
     model = _tiny(True, True, max_span_length=5, length_prior=length_prior, length_hypotheses=True).eval()
     with torch.no_grad():  # a length head that is not zero, so that the states matter too
@@ -852,7 +855,8 @@ def test_hypothesis_copy_is_what_the_first_length_step_of_decoding_sees(monkeypa
         _, conf, n, _ = ctc_tokens_with_frames(lp, h_lens)
         threshold = float(conf[~make_pad_mask(n, conf.size(1))].median())
         model.infer(x, lens, ASRDecodeOptions("refine", iterations=1, threshold=threshold))
-        monkeypatch.setattr(mask_ctc, "lowest_scores_mask", lambda c, l: (c < threshold) & ~make_pad_mask(l, c.size(1)))
+        for module in (mask_ctc, mask_ctc_length):  # the hypothesis copy of training (both halves of the model)
+            monkeypatch.setattr(module, "lowest_scores_mask", lambda c, l: (c < threshold) & ~make_pad_mask(l, c.size(1)))
         cum = model._frame_sums(h, lp, h_lens, batch["token_lens"])  # the reference's token rate, as in training
         refs = [row[: int(k)] for row, k in zip(batch["tokens"].tolist(), batch["token_lens"].tolist())]
         hyp = ctc_tokens_with_frames(lp, h_lens)
