@@ -13,7 +13,7 @@ import sys
 VERBS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "prepare a corpus as Kaldi data directories (mini, ljsynth, fsdd, yesno, librispeech, an4)"),
     "validate": ("validate", "check a Kaldi data directory (validate_data_dir.sh-like)"),
-    "tokens": ("tokens", "build a char or SentencePiece BPE tokenizer from data dirs"),
+    "tokens": ("tokens", "build a char, SentencePiece BPE or phoneme tokenizer from data dirs"),
     "cmvn": ("cmvn", "compute global CMVN statistics of fbank features"),
     "dump": ("dump", "extract features per utterance into dump/<set>/{feats,pitch,...}.scp + .npy files (resumable)"),
     "train": ("train", "train a model from a YAML config (torchrun for several GPUs/nodes)"),
@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "decode": ("decode", "decode data directories with a trained model, writing Kaldi text"),
     "score": ("score", "WER/CER of hypotheses against references"),
     "transcribe": ("transcribe", "transcribe audio files (one '<stem> <text>' line per file)"),
+    "synthesize": ("synthesize", "synthesize speech from text with a TTS model (a wav per line)"),
     "bench": ("bench", "evaluation protocol: quality + latency tables and figures"),
 }
 

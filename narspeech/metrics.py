@@ -1,11 +1,14 @@
-"""Quality metrics: WER/CER via jiwer (edit distance over words / characters)."""
+"""Quality metrics: WER/CER via jiwer (edit distance over words / characters); for TTS, mel-cepstral distortion with
+DTW and F0 RMSE on the DTW path."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jiwer
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,39 @@ def char_error_rate(refs: Sequence[str], hyps: Sequence[str]) -> ErrorRate:
         return ErrorRate(extra_ins, 0, 0, 0, extra_ins)
     er = _rate(jiwer.process_characters([r for r, _ in pairs], [h for _, h in pairs]))
     return ErrorRate(er.errors + extra_ins, er.ref_len, er.sub, er.dele, er.ins + extra_ins)
+
+
+MCD_COEFFS = 24  # mel-cepstral coefficients c1..c24 (c0, the level, left out as usual)
+_MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)  # dB per unit of cepstral distance (Kubichek, 1993)
+
+
+def mel_cepstra(log_mel: np.ndarray, n: int = MCD_COEFFS) -> np.ndarray:
+    """(T, n_mels) natural-log mel amplitudes -> (T, n) mel cepstra c1..cn (orthonormal DCT-II over the bins)."""
+    from scipy.fft import dct
+
+    return dct(np.asarray(log_mel, dtype=np.float64), type=2, norm="ortho", axis=1)[:, 1 : n + 1]
+
+
+@dataclass(frozen=True)
+class SpectralDistance:
+    mcd: float  # dB, mean over the DTW path
+    path: np.ndarray  # (L, 2) aligned frame pairs (reference, synthesised)
+
+
+def mel_cepstral_distortion(ref_log_mel: np.ndarray, syn_log_mel: np.ndarray) -> SpectralDistance:
+    """MCD (dB) between two log-mels of any lengths, aligned by DTW on their mel cepstra (librosa)."""
+    import librosa
+
+    a, b = mel_cepstra(ref_log_mel), mel_cepstra(syn_log_mel)
+    _, wp = librosa.sequence.dtw(X=a.T, Y=b.T, metric="euclidean")
+    wp = wp[::-1]
+    diff = a[wp[:, 0]] - b[wp[:, 1]]
+    return SpectralDistance(float(_MCD_SCALE * np.sqrt((diff**2).sum(1)).mean()), wp)
+
+
+def f0_rmse(ref_f0: np.ndarray, syn_f0: np.ndarray, path: np.ndarray) -> float | None:
+    """RMSE in Hz of two F0 tracks (0 = unvoiced) over the aligned frame pairs where both are voiced (None if none)."""
+    r = np.asarray(ref_f0)[np.minimum(path[:, 0], len(ref_f0) - 1)]
+    s = np.asarray(syn_f0)[np.minimum(path[:, 1], len(syn_f0) - 1)]
+    both = (r > 0) & (s > 0)
+    return float(np.sqrt(((r[both] - s[both]) ** 2).mean())) if both.any() else None

@@ -49,6 +49,7 @@ class Registry(Generic[T]):
             importlib.import_module(m)
 
 
-MODELS: Registry[Model] = Registry("model", Model, builtin_modules=("narspeech.asr", "narspeech.mt"))
+MODELS: Registry[Model] = Registry("model", Model, builtin_modules=("narspeech.asr", "narspeech.mt", "narspeech.tts"))
 
-TASKS: Registry[Task] = Registry("task", Task, builtin_modules=("narspeech.asr.task", "narspeech.tasks.text2text"))
+TASKS: Registry[Task] = Registry("task", Task, builtin_modules=("narspeech.asr.task", "narspeech.tasks.text2text",
+                                                               "narspeech.tts.task"))

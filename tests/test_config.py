@@ -215,6 +215,9 @@ def test_config_dry_run(path, one_thread):
         cfg.model.conf.teacher = ""
     model = MODELS.get(cfg.model.name).from_config(cfg.model.conf, vocab_size=vocab)
     batch = _dummy_batch(vocab)
+    if cfg.task == "tts":  # text in, mel (+ pitch and energy targets) out
+        batch["mel"], batch["mel_lens"] = batch.pop("feats"), batch.pop("feat_lens")
+        batch["pitch"], batch["energy"] = torch.randn(2, 120), torch.randn(2, 120)
     model.train()
     terms = model(batch)
     assert terms, "no loss terms"
@@ -228,6 +231,10 @@ def test_config_dry_run(path, one_thread):
     assert all(torch.isfinite(g).all() for g in grads if g is not None)
 
     model.eval()
+    if cfg.task == "tts":
+        out = model.infer(batch["tokens"], batch["token_lens"])
+        assert out["mel"].shape[0] == 2 and out["mel"].shape[2] == 80 and (out["mel_lens"] > 0).all()
+        return
     hyps = model.infer(batch["feats"], batch["feat_lens"])
     assert isinstance(hyps, list) and len(hyps) == 2
     for h in hyps:

@@ -1,4 +1,4 @@
-"""``narspeech tokens --data DIR [DIR...] --out TOKDIR --kind char|bpe [--vocab-size N]``"""
+"""``narspeech tokens --data DIR [DIR...] --out TOKDIR --kind char|bpe|phoneme [--vocab-size N] [--language L]``"""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", nargs="+", default=["text"],
                    help="files of each data dir whose text is used, e.g. 'text text.src' for a joint MT tokenizer")
     p.add_argument("--out", required=True, help="output tokenizer directory")
-    p.add_argument("--kind", choices=["char", "bpe"], default="char")
+    p.add_argument("--kind", choices=["char", "bpe", "phoneme"], default="char",
+                   help="characters, SentencePiece pieces, or espeak-ng phones of the normalised text (TTS)")
+    p.add_argument("--language", default="en-us", help="espeak-ng language of the phonemes (phoneme)")
     p.add_argument("--vocab-size", type=int, default=100, help="SentencePiece vocabulary size (bpe)")
     p.add_argument("--model-type", choices=["bpe", "unigram"], default="bpe")
     return p
@@ -28,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
              for t in read_kv(Path(d) / name, allow_empty_value=True).values()]
     if args.kind == "char":
         tok = CharTokenizer(CharTokenizer.build_token_list(texts))
+    elif args.kind == "phoneme":
+        from narspeech.text.phonemes import PhonemeTokenizer, PhonemizerError
+
+        try:
+            tok = PhonemeTokenizer(PhonemeTokenizer.build_token_list(texts, args.language), args.language)
+        except PhonemizerError as e:
+            print(f"narspeech tokens: error: {e}")
+            return 1
     else:
         tok = BPETokenizer(BPETokenizer.train(texts, args.vocab_size, args.model_type))
     save_tokenizer(tok, args.out)

@@ -55,6 +55,22 @@ def _fbank(wav: torch.Tensor, sample_rate: int) -> np.ndarray:
 register_extractor("fbank", _fbank, 16000, scp="feats")
 
 
+def _tts_feature(name: str) -> Callable[[torch.Tensor, int], np.ndarray]:
+    def fn(wav: torch.Tensor, sample_rate: int) -> np.ndarray:
+        from narspeech.audio import mel
+
+        return getattr(mel, name)(wav, mel.MelConfig(sample_rate=sample_rate)).numpy()
+
+    return fn
+
+
+# TTS targets on one frame grid (narspeech.audio.mel): hifi-gan's log-mel, F0 in Hz (0 = unvoiced), frame energy
+TTS_SAMPLE_RATE = 22050
+register_extractor("mel", _tts_feature("log_mel"), TTS_SAMPLE_RATE, scp="feats")
+register_extractor("pitch", _tts_feature("pitch"), TTS_SAMPLE_RATE)
+register_extractor("energy", _tts_feature("energy"), TTS_SAMPLE_RATE)
+
+
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

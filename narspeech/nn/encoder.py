@@ -27,12 +27,12 @@ LayerHook = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None]
 class EncoderConfig:
     """Encoder sizes (saved in the checkpoint)."""
 
-    block: str = "conformer"  # "conformer" or "transformer"
+    block: str = "conformer"  # "conformer", "transformer" or "fft" (FastSpeech's convolutional feed-forward)
     d_model: int = 144
     num_heads: int = 4
     ffn_dim: int = 576
     num_layers: int = 6
-    kernel_size: int = 15  # Conformer depthwise convolution
+    kernel_size: int = 15  # Conformer depthwise convolution; the fft block's feed-forward convolution
     dropout: float = 0.1
     # time subsampling of the Conv2d front-end: 4 (40 ms frames) or 2 (20 ms; for character CTC on fast speech,
     # where x4 leaves fewer than two frames per character, measured on the generated sentence corpora)
@@ -120,7 +120,40 @@ class TransformerBlock(nn.Module):
         return x + self.ff(x)
 
 
-BLOCKS = {"conformer": ConformerBlock, "transformer": TransformerBlock}
+class ConvFeedForward(nn.Module):
+    """FastSpeech's position-wise feed-forward: Conv1d(kernel_size) -> ReLU -> Conv1d(1), padded frames zeroed
+    first so that they do not leak into their neighbours through the kernel."""
+
+    def __init__(self, d: int, ffn_dim: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.conv1 = nn.Conv1d(d, ffn_dim, kernel_size, padding=kernel_size // 2)
+        self.conv2 = nn.Conv1d(ffn_dim, d, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm(x)
+        if pad_mask is not None:
+            h = h.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        h = self.conv2(self.dropout(torch.relu(self.conv1(h.transpose(1, 2))))).transpose(1, 2)
+        return self.dropout(h)
+
+
+class FFTBlock(nn.Module):
+    """FastSpeech's feed-forward Transformer block (Ren et al., 2019), pre-norm: self-attention + convolutional
+    feed-forward (``kernel_size`` 9 in the papers)."""
+
+    def __init__(self, d: int, num_heads: int, ffn_dim: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.mhsa = SelfAttention(d, num_heads, dropout)
+        self.ff = ConvFeedForward(d, ffn_dim, kernel_size, dropout)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.mhsa(x, pad_mask)
+        return x + self.ff(x, pad_mask)
+
+
+BLOCKS = {"conformer": ConformerBlock, "transformer": TransformerBlock, "fft": FFTBlock}
 
 
 class Encoder(nn.Module):

@@ -144,7 +144,11 @@ def tokenizer_from_state(state: dict) -> Tokenizer:
         if list(tok.token_list) != list(state["token_list"]):
             raise ValueError("saved token list does not match the saved SentencePiece model")
         return tok
-    raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char' or 'bpe'")
+    if kind == "phoneme":
+        from narspeech.text.phonemes import PhonemeTokenizer
+
+        return PhonemeTokenizer(state["token_list"], state.get("language", "en-us"))
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected 'char', 'bpe' or 'phoneme'")
 
 
 def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> None:
@@ -153,6 +157,8 @@ def save_tokenizer(tok: Tokenizer, path: str | os.PathLike) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / "tokens.txt").write_text("\n".join(tok.token_list) + "\n", encoding="utf-8")
     (path / "kind").write_text(tok.kind + "\n")
+    if getattr(tok, "language", None):
+        (path / "language").write_text(tok.language + "\n")
     if isinstance(tok, BPETokenizer):
         (path / "bpe.model").write_bytes(tok.model_proto)
 
@@ -166,4 +172,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     tokens = (path / "tokens.txt").read_text(encoding="utf-8").splitlines()
     if kind == "bpe":
         return tokenizer_from_state({"kind": "bpe", "token_list": tokens, "model_proto": (path / "bpe.model").read_bytes()})
-    return tokenizer_from_state({"kind": kind, "token_list": tokens})
+    state = {"kind": kind, "token_list": tokens}
+    if (path / "language").exists():
+        state["language"] = (path / "language").read_text().strip()
+    return tokenizer_from_state(state)

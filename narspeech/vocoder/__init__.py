@@ -1,0 +1,1 @@
+"""Vocoders: log-mel -> waveform (Griffin-Lim so far; the neural ones come with the vocoder issue)."""
