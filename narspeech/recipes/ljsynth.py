@@ -58,7 +58,8 @@ from narspeech.data.kaldi import Utterance, write_kv
 from narspeech.recipes.fsdd import SHARED_DATA_ENV, shared_data_dir
 from narspeech.recipes.mini import ID_WIDTH, SPLITS, Speaker
 from narspeech.recipes.mini import SPEAKERS as MINI_SPEAKERS
-from narspeech.recipes.synth import SynthJob, check_sizes, generate_audio, require_espeak, write_split
+from narspeech.recipes.synth import (TARGET_SAMPLE_RATE, SynthJob, check_sizes, generate_audio, require_espeak,
+                                     write_split)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ WORDNET_POS = ("noun", "verb", "adj", "adv")
 MIN_WORDS, MAX_WORDS = 5, 12
 TARGETS = ("chars", "phones")
 AUDIO_KEY_VERSION = "narspeech-ljsynth-1"  # bump when the audio pipeline changes, to invalidate reused wavs
+SINGLE_SPEAKER = "single"  # speaker id of a one-voice (TTS) corpus
+SINGLE_RATE = 165  # words per minute of that voice: espeak-ng's default 175 is brisk for TTS targets
 RATE_JITTER = 0.08  # relative: a speaker's rate varies by up to +-8 % between utterances
 PITCH_JITTER = 6  # absolute, on espeak's 0..100 pitch scale
 PITCH_RANGE = (0, 100)
@@ -368,9 +371,15 @@ def prepare_ljsynth(
     min_words: int = MIN_WORDS,
     max_words: int = MAX_WORDS,
     wordnet_dir: str | os.PathLike | None = None,
+    voice: str | None = None,
+    sample_rate: int = TARGET_SAMPLE_RATE,
 ) -> dict[str, list[Utterance]]:
     """Generate the corpus: wavs in ``audio_dir``, Kaldi data dirs ``<data_dir>/{train,dev,test}`` with ``utt2dur``
     and ``utt2src`` (and ``text.words`` for phone targets). Returns ``{set: utterances}``.
+
+    ``voice`` (e.g. ``"en-us"``): one espeak-ng voice at its own rate and pitch for every utterance (speaker
+    ``single``, no jitter), the TTS corpus of ``egs/ljsynth/tts1``; ``sample_rate`` of the wavs (22050 keeps
+    espeak-ng's own rate, as TTS wants).
 
     Raises :class:`TextSourceError` without a text source, ValueError for bad sizes/targets or too little text, and
     :class:`narspeech.recipes.espeak.EspeakError` when espeak-ng cannot be used.
@@ -389,11 +398,11 @@ def prepare_ljsynth(
     for split, sentences in sets.items():
         jobs[split] = []
         for s in sentences:
-            spk = speaker_of(s.index)
-            rate, pitch = prosody_of(s.index, seed)
+            spk = speaker_of(s.index) if voice is None else Speaker(SINGLE_SPEAKER, voice, SINGLE_RATE, 50)
+            rate, pitch = prosody_of(s.index, seed) if voice is None else (spk.rate, spk.pitch)
             utt_id = f"{spk.id}-{s.index:0{ID_WIDTH}d}"
             jobs[split].append(SynthJob(utt_id, s.text, spk.id, spk.voice, rate, pitch,
-                                        str(audio_dir / f"{utt_id}.wav"), AUDIO_KEY_VERSION))  # fmt: skip
+                                        str(audio_dir / f"{utt_id}.wav"), AUDIO_KEY_VERSION, sample_rate))  # fmt: skip
     durations = generate_audio([j for split in SPLITS for j in jobs[split]], nj)
     out: dict[str, list[Utterance]] = {}
     for split in SPLITS:
@@ -432,6 +441,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", choices=TARGETS, default="chars",
                    help="transcripts: the words (chars), or espeak-ng's IPA in each voice's accent (phones)")
     p.add_argument("--seed", type=int, default=0, help="seed of the line shuffle and the prosody jitter")
+    p.add_argument("--voice", default=None,
+                   help="one espeak-ng voice for every utterance, no jitter (a TTS corpus), e.g. en-us")
+    p.add_argument("--sample-rate", type=int, default=TARGET_SAMPLE_RATE,
+                   help="of the wavs (22050 = espeak-ng's own rate, for TTS)")
     p.add_argument("--nj", type=int, default=2, help="synthesis processes")
     return p
 
@@ -443,12 +456,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         sets = prepare_ljsynth(args.data_dir, args.audio_dir, args.num_train, args.num_dev, args.num_test, args.seed,
-                               args.nj, args.lj_text, args.targets, args.min_words, args.max_words)  # fmt: skip
+                               args.nj, args.lj_text, args.targets, args.min_words, args.max_words,
+                               voice=args.voice, sample_rate=args.sample_rate)  # fmt: skip
     except (OSError, ValueError, EspeakError) as e:
         print(f"narspeech prepare ljsynth: error: {e}", file=sys.stderr)
         return 1
     for u in sets["train"][:2]:
-        logger.info("example: %s (%s) %s", u.utt_id, speaker_of(int(u.utt_id.split("-")[1])).voice, u.text)
+        logger.info("example: %s (%s) %s", u.utt_id, args.voice or speaker_of(int(u.utt_id.split("-")[1])).voice,
+                    u.text)
     return 0
 
 

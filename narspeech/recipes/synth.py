@@ -44,11 +44,13 @@ class SynthJob:
     pitch: int
     path: str
     version: str = AUDIO_KEY_VERSION
+    sample_rate: int = TARGET_SAMPLE_RATE  # of the written wav (TTS corpora keep espeak-ng's own 22.05 kHz)
 
     @property
     def key(self) -> str:
         """What the wav must have been made from to be reused; stored as the wav's comment."""
-        return f"{self.version}|{self.voice}|{self.rate}|{self.pitch}|{self.text}"
+        rate = "" if self.sample_rate == TARGET_SAMPLE_RATE else f"|{self.sample_rate}Hz"
+        return f"{self.version}|{self.voice}|{self.rate}|{self.pitch}{rate}|{self.text}"
 
 
 def trim_edges(wave: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -71,7 +73,7 @@ def _read_duration_if_reusable(job: SynthJob) -> float | None:
 
     try:
         with sf.SoundFile(job.path) as f:
-            ok = f.samplerate == TARGET_SAMPLE_RATE and f.channels == 1 and f.frames > 0 and f.comment == job.key
+            ok = f.samplerate == job.sample_rate and f.channels == 1 and f.frames > 0 and f.comment == job.key
             return f.frames / f.samplerate if ok else None
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None
@@ -83,13 +85,13 @@ def _make_wav(job: SynthJob) -> float:
     from narspeech.recipes import espeak
 
     wave = espeak.synthesize(job.text, job.voice, job.rate, job.pitch)
-    wave = resample(trim_edges(wave, espeak.SAMPLE_RATE), espeak.SAMPLE_RATE, TARGET_SAMPLE_RATE).numpy()
+    wave = resample(trim_edges(wave, espeak.SAMPLE_RATE), espeak.SAMPLE_RATE, job.sample_rate).numpy()
     # some variants (and the sinc resampler's overshoot) reach full scale: scale those down rather than clip
     peak = float(np.abs(wave).max())
     if peak > PEAK_LIMIT:
         wave = wave * (PEAK_LIMIT / peak)
     # the key stored in the wav lets a rerun reuse it only when voice, rate, pitch and text are unchanged
-    return save_wav(job.path, wave, TARGET_SAMPLE_RATE, comment=job.key) / TARGET_SAMPLE_RATE
+    return save_wav(job.path, wave, job.sample_rate, comment=job.key) / job.sample_rate
 
 
 def _make_wavs(jobs: Sequence[SynthJob]) -> list[float]:
