@@ -66,10 +66,13 @@ _MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)  # dB per unit of cepstral d
 
 
 def mel_cepstra(log_mel: np.ndarray, n: int = MCD_COEFFS) -> np.ndarray:
-    """(T, n_mels) natural-log mel amplitudes -> (T, n) mel cepstra c1..cn (orthonormal DCT-II over the bins)."""
+    """(T, n_mels) natural-log mel amplitudes -> (T, n) mel cepstra c1..cn: the cosine series of the log envelope
+    sampled uniformly on the mel scale, ``c_k = (2 / K) sum_m L_m cos(pi k (m + 1/2) / K)`` over the K bins, the
+    scale of a cepstrum (and of SPTK's mel-cepstra), so MCDs land in the usual few-dB range."""
     from scipy.fft import dct
 
-    return dct(np.asarray(log_mel, dtype=np.float64), type=2, norm="ortho", axis=1)[:, 1 : n + 1]
+    x = np.asarray(log_mel, dtype=np.float64)
+    return dct(x, type=2, norm="ortho", axis=1)[:, 1 : n + 1] * math.sqrt(2.0 / x.shape[1])
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,21 @@ def test_synthesize_cli_names_bad_lines_and_writes_the_rest(trained_tts, tmp_pat
     # a model file of another task is refused by name
     assert synthesize.main(["--model", str(tmp_path / "missing.pt"), "--text", "hi", "--output", str(out)]) == 2
     json.dumps(err)  # the messages are plain text
+
+
+@pytest.mark.slow
+def test_bench_tts_writes_rows_figures_and_wavs(trained_tts, tts_corpus, tmp_path):
+    from narspeech.bin import bench
+
+    out = tmp_path / "bench"
+    assert bench.main(["tts", "--model", str(trained_tts), "--data", str(tts_corpus / "train"), "--out-dir", str(out),
+                       "--max-utts", "2", "--repeats", "1", "--rtf-utts", "1", "--no-gpu"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    gt, row = res["rows"]
+    assert gt["system"] == "ground truth" and row["device"] == "cpu" and row["utts"] == 2
+    # the overfitted model reproduces its training sentences: a few dB of MCD, not tens
+    assert 0 < row["mcd_db"] < 8 and row["latency_ms"] > 0 and row["rtf_griffin_lim"] > 0
+    for judge in res["meta"]["judges"]:
+        assert 0 <= gt[f"cer_{judge}"] <= 1 and 0 <= row[f"cer_{judge}"]
+    assert (out / "tradeoff.png").stat().st_size > 0 if res["meta"]["judges"] else True
+    assert len(list((out / "wav").rglob("*.wav"))) == 2 and list(out.glob("sample_*.png"))

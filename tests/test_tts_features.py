@@ -186,3 +186,19 @@ def test_phoneme_tokenizer_saves_and_loads(tmp_path):
     for back in (load_tokenizer(tmp_path / "tok"), tokenizer_from_state(tok.state())):
         assert isinstance(back, PhonemeTokenizer) and back.language == "en-gb"
         assert back.token_list == tok.token_list
+
+
+def test_mel_cepstral_distortion_and_f0_rmse():
+    from narspeech.metrics import f0_rmse, mel_cepstral_distortion
+
+    rng = np.random.default_rng(0)
+    a = np.cumsum(rng.standard_normal((60, 80)), axis=0) * 0.1 - 5
+    same = mel_cepstral_distortion(a, a)
+    assert same.mcd == pytest.approx(0.0, abs=1e-9) and len(same.path) == 60
+    stretched = mel_cepstral_distortion(a, np.repeat(a, 2, axis=0))  # DTW absorbs a slower rate exactly
+    assert stretched.mcd == pytest.approx(0.0, abs=1e-9)
+    noisy = mel_cepstral_distortion(a, a + 0.3 * rng.standard_normal(a.shape))
+    assert 0.5 < noisy.mcd < 10  # the few-dB scale of a cepstral distance
+    f0 = np.where(np.arange(60) % 10 < 7, 200.0, 0.0)
+    assert f0_rmse(f0, f0 * 1.1, same.path) == pytest.approx(20.0)
+    assert f0_rmse(f0, np.zeros(60), same.path) is None

@@ -44,12 +44,33 @@ def get_parser() -> argparse.ArgumentParser:
     a.add_argument("--repeats", type=int, default=3, help="batch-1 timings per utterance; the fastest is kept")
     a.add_argument("--no-gpu", action="store_true", help="CPU rows only even when CUDA is available")
     add_quiet_arg(a)
+    t = sub.add_parser("tts", help="MCD, F0 RMSE, ASR round-trip CER and latency of TTS models",
+                       description="narspeech bench tts --model A.pt [B.pt ...] --data DIR --out-dir OUT "
+                       "[--asr-model ASR.pt]: see narspeech.bench.tts")
+    t.add_argument("--model", nargs="+", required=True, help="TTS model files")
+    t.add_argument("--data", required=True, help="Kaldi data dir: the sentences (text) and their recordings")
+    t.add_argument("--out-dir", required=True, help="writes results.json, results.md, tradeoff.png, wav/, samples")
+    t.add_argument("--asr-model", default=None, help="a narspeech ASR model as the second round-trip judge")
+    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned, reported)")
+    t.add_argument("--batch-size", type=int, default=16, help="batch size of the throughput measurement")
+    t.add_argument("--max-utts", type=int, default=0, help="use the first N sentences (0 = all)")
+    t.add_argument("--repeats", type=int, default=3, help="batch-1 timings per sentence; the fastest is kept")
+    t.add_argument("--rtf-utts", type=int, default=10, help="sentences of the end-to-end real-time factor")
+    t.add_argument("--no-gpu", action="store_true", help="CPU rows only even when CUDA is available")
+    add_quiet_arg(t)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     apply_quiet(args)
+    if args.task == "tts":
+        from narspeech.bench.tts import bench_tts
+
+        bench_tts(args.model, args.data, args.out_dir, args.asr_model, args.threads, args.batch_size, args.max_utts,
+                  args.repeats, args.rtf_utts, gpu=not args.no_gpu)
+        print(f"wrote {args.out_dir}/results.md, results.json, tradeoff.png")
+        return 0
     from narspeech.asr.base import ASRDecodeOptions
     from narspeech.bench.asr import bench_asr
 
