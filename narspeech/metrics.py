@@ -92,9 +92,27 @@ def mel_cepstral_distortion(ref_log_mel: np.ndarray, syn_log_mel: np.ndarray) ->
     return SpectralDistance(float(_MCD_SCALE * np.sqrt((diff**2).sum(1)).mean()), wp)
 
 
-def f0_rmse(ref_f0: np.ndarray, syn_f0: np.ndarray, path: np.ndarray) -> float | None:
-    """RMSE in Hz of two F0 tracks (0 = unvoiced) over the aligned frame pairs where both are voiced (None if none)."""
-    r = np.asarray(ref_f0)[np.minimum(path[:, 0], len(ref_f0) - 1)]
-    s = np.asarray(syn_f0)[np.minimum(path[:, 1], len(syn_f0) - 1)]
+GROSS_PITCH_ERROR = 0.2  # relative F0 deviation counted as a gross error (octave jumps, voicing artefacts)
+
+
+@dataclass(frozen=True)
+class F0Errors:
+    rmse: float  # Hz, over every aligned frame voiced in both
+    gpe: float  # gross pitch error rate: share of those frames deviating by more than GROSS_PITCH_ERROR
+    fine_rmse: float | None  # Hz, over the frames without a gross error (None if all are gross errors)
+    frames: int  # aligned frames voiced in both
+
+
+def f0_errors(ref_f0: np.ndarray, syn_f0: np.ndarray, path: np.ndarray) -> F0Errors | None:
+    """Errors of a synthesised F0 track against a reference (0 = unvoiced) over the aligned frame pairs ``path``
+    (from :func:`mel_cepstral_distortion`) where both are voiced; None if there are none. The RMSE alone is
+    dominated by a few octave jumps of the pitch tracker, hence the gross error rate and the RMSE without them."""
+    r = np.asarray(ref_f0, dtype=np.float64)[np.minimum(path[:, 0], len(ref_f0) - 1)]
+    s = np.asarray(syn_f0, dtype=np.float64)[np.minimum(path[:, 1], len(syn_f0) - 1)]
     both = (r > 0) & (s > 0)
-    return float(np.sqrt(((r[both] - s[both]) ** 2).mean())) if both.any() else None
+    if not both.any():
+        return None
+    r, s = r[both], s[both]
+    gross = np.abs(s - r) > GROSS_PITCH_ERROR * r
+    fine = None if gross.all() else float(np.sqrt(((r[~gross] - s[~gross]) ** 2).mean()))
+    return F0Errors(float(np.sqrt(((r - s) ** 2).mean())), float(gross.mean()), fine, int(both.sum()))

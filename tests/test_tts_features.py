@@ -189,7 +189,7 @@ def test_phoneme_tokenizer_saves_and_loads(tmp_path):
 
 
 def test_mel_cepstral_distortion_and_f0_rmse():
-    from narspeech.metrics import f0_rmse, mel_cepstral_distortion
+    from narspeech.metrics import f0_errors, mel_cepstral_distortion
 
     rng = np.random.default_rng(0)
     a = np.cumsum(rng.standard_normal((60, 80)), axis=0) * 0.1 - 5
@@ -200,5 +200,10 @@ def test_mel_cepstral_distortion_and_f0_rmse():
     noisy = mel_cepstral_distortion(a, a + 0.3 * rng.standard_normal(a.shape))
     assert 0.5 < noisy.mcd < 10  # the few-dB scale of a cepstral distance
     f0 = np.where(np.arange(60) % 10 < 7, 200.0, 0.0)
-    assert f0_rmse(f0, f0 * 1.1, same.path) == pytest.approx(20.0)
-    assert f0_rmse(f0, np.zeros(60), same.path) is None
+    e = f0_errors(f0, f0 * 1.1, same.path)
+    assert (e.rmse, e.gpe, e.fine_rmse, e.frames) == (pytest.approx(20.0), 0.0, pytest.approx(20.0), 42)
+    octave = f0 * 1.05
+    octave[:3] *= 2  # a tracker's octave jump on 3 of the 42 voiced frames
+    e = f0_errors(f0, octave, same.path)
+    assert e.gpe == pytest.approx(3 / 42) and e.fine_rmse == pytest.approx(10.0) and e.rmse > 50
+    assert f0_errors(f0, np.zeros(60), same.path) is None

@@ -1,7 +1,8 @@
 """TTS evaluation protocol: quality and latency of TTS models on the same sentences, in one process.
 
 Quality, against the ground-truth recordings of a data dir: MCD (dB, mel cepstra c1-c24 of the log-mel, DTW-aligned)
-and F0 RMSE (Hz, Praat F0 on the DTW path, frames voiced in both); the ASR round-trip CER of the synthesised speech
+and F0 errors (Praat F0 on the DTW path, frames voiced in both: RMSE in Hz, the gross pitch error rate (> 20 %
+off: octave jumps, which Griffin-Lim's phase artefacts provoke in the tracker) and the RMSE without those); the ASR round-trip CER of the synthesised speech
 with two judges, the project's own ASR model (``--asr-model``) and the independent recognizer pocketsphinx (its
 wheel carries a US English model), each also scored on the ground-truth audio: the judge's floor. Latency: mel
 generation at batch 1 (fastest of ``repeats`` per sentence) and full-batch throughput, per device; end-to-end
@@ -26,7 +27,7 @@ from narspeech.audio.io import AudioError, load_audio, resample, save_wav
 from narspeech.audio.mel import log_mel, pitch
 from narspeech.bench import core
 from narspeech.data.kaldi import Utterance, read_data_dir
-from narspeech.metrics import char_error_rate, f0_rmse, mel_cepstral_distortion
+from narspeech.metrics import char_error_rate, f0_errors, mel_cepstral_distortion
 from narspeech.tts.synthesize import TTS, check_text
 from narspeech.tts.task import encode_texts
 from narspeech.vocoder.griffin_lim import griffin_lim
@@ -183,13 +184,17 @@ def bench_tts(models: Sequence[str], data: str, out_dir: str, asr_model: str | N
                     mcd.append(dist.mcd)
                     wav = griffin_lim(r["mel"], tts.mel)
                     save_wav(wav_dir / f"{u.utt_id}.wav", wav, tts.mel.sample_rate)
-                    e = f0_rmse(ref_f0, pitch(wav).numpy(), dist.path)
+                    e = f0_errors(ref_f0, pitch(wav).numpy(), dist.path)
                     if e is not None:
                         f0e.append(e)
                     for j, h in judges(resample(wav, tts.mel.sample_rate, JUDGE_RATE)).items():
                         judged[j].append(h)
                 gtexts = [_norm(u.text or "") for u in good]
-                row.update({"mcd_db": statistics.mean(mcd), "f0_rmse_hz": statistics.mean(f0e) if f0e else None,
+                fine = [e.fine_rmse for e in f0e if e.fine_rmse is not None]
+                row.update({"mcd_db": statistics.mean(mcd),
+                            "f0_rmse_hz": statistics.mean(e.rmse for e in f0e) if f0e else None,
+                            "f0_gpe": sum(e.gpe * e.frames for e in f0e) / max(1, sum(e.frames for e in f0e)),
+                            "f0_fine_rmse_hz": statistics.mean(fine) if fine else None,
                             **{f"cer_{j}": char_error_rate(gtexts, judged[j]).rate for j in judges.names}})
                 if good:
                     u0 = good[0]
@@ -213,7 +218,8 @@ def _fmt(v, pct: bool = False) -> str:
 
 
 def _table(rows: Sequence[dict], judges: Sequence[str]) -> str:
-    cols = [("system", "system", False), ("mcd_db", "MCD dB", False), ("f0_rmse_hz", "F0 RMSE Hz", False)]
+    cols = [("system", "system", False), ("mcd_db", "MCD dB", False), ("f0_rmse_hz", "F0 RMSE Hz", False),
+            ("f0_gpe", "F0 GPE %", True), ("f0_fine_rmse_hz", "F0 RMSE w/o GPE Hz", False)]
     cols += [(f"cer_{j}", f"CER % {j}", True) for j in judges]
     cols += [("latency_ms", "mel ms, batch 1", False), ("utts_per_s_batch", "utt/s, full batch", False),
              ("rtf_griffin_lim", "RTF +GL", False)]
