@@ -36,15 +36,16 @@ TINY_MODEL = (
 )
 
 
-def copy_recipe(tmp_path: Path, corpus: str) -> Path:
-    """``<tmp>/repo/egs/<corpus>/asr1`` with copies of run.sh and conf/; ``<tmp>/repo/{tools,.venv}`` are symlinks."""
+def copy_recipe(tmp_path: Path, corpus: str, task: str = "asr1") -> Path:
+    """``<tmp>/repo/egs/<corpus>/<task>`` with copies of run.sh and conf/; ``<tmp>/repo/{tools,.venv}`` are
+    symlinks."""
     root = tmp_path / "repo"
     root.mkdir(exist_ok=True)
     if not (root / "tools").exists():
         (root / "tools").symlink_to(REPO / "tools", target_is_directory=True)
     if (REPO / ".venv").is_dir() and not (root / ".venv").exists():
         (root / ".venv").symlink_to(REPO / ".venv", target_is_directory=True)
-    src, dst = REPO / "egs" / corpus / "asr1", root / "egs" / corpus / "asr1"
+    src, dst = REPO / "egs" / corpus / task, root / "egs" / corpus / task
     dst.mkdir(parents=True)
     shutil.copy2(src / "run.sh", dst / "run.sh")  # keeps the executable bit
     shutil.copytree(src / "conf", dst / "conf")

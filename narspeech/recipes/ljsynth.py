@@ -58,8 +58,8 @@ from narspeech.data.kaldi import Utterance, write_kv
 from narspeech.recipes.fsdd import SHARED_DATA_ENV, shared_data_dir
 from narspeech.recipes.mini import ID_WIDTH, SPLITS, Speaker
 from narspeech.recipes.mini import SPEAKERS as MINI_SPEAKERS
-from narspeech.recipes.synth import (TARGET_SAMPLE_RATE, SynthJob, check_sizes, generate_audio, require_espeak,
-                                     write_split)
+from narspeech.recipes.synth import (SINGLE_RATE, SINGLE_SPEAKER, TARGET_SAMPLE_RATE, SynthJob, check_sizes,
+                                     generate_audio, require_espeak, write_split)
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,6 @@ WORDNET_POS = ("noun", "verb", "adj", "adv")
 MIN_WORDS, MAX_WORDS = 5, 12
 TARGETS = ("chars", "phones")
 AUDIO_KEY_VERSION = "narspeech-ljsynth-1"  # bump when the audio pipeline changes, to invalidate reused wavs
-SINGLE_SPEAKER = "single"  # speaker id of a one-voice (TTS) corpus
-SINGLE_RATE = 165  # words per minute of that voice: espeak-ng's default 175 is brisk for TTS targets
 RATE_JITTER = 0.08  # relative: a speaker's rate varies by up to +-8 % between utterances
 PITCH_JITTER = 6  # absolute, on espeak's 0..100 pitch scale
 PITCH_RANGE = (0, 100)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from narspeech.data.kaldi import Utterance
-from narspeech.recipes.synth import SynthJob, check_sizes, generate_audio, require_espeak, write_split
+from narspeech.recipes.synth import (SINGLE_RATE, SINGLE_SPEAKER, TARGET_SAMPLE_RATE, SynthJob, check_sizes,
+                                     generate_audio, require_espeak, write_split)
 
 logger = logging.getLogger(__name__)
 
@@ -249,10 +250,13 @@ def prepare_mini(
     seed: int = 0,
     nj: int = 2,
     num_eval: int = 0,
+    voice: str | None = None,
+    sample_rate: int = TARGET_SAMPLE_RATE,
 ) -> dict[str, list[Utterance]]:
     """Generate the corpus: wavs in ``audio_dir``, Kaldi data dirs ``<data_dir>/{train,dev,test}`` (+ ``utt2dur``),
     and ``<data_dir>/eval`` when ``num_eval`` > 0 (a larger held-out set for benchmarks whose differences the
-    150-utterance test set cannot resolve).
+    150-utterance test set cannot resolve). ``voice``: one espeak-ng voice for every sentence (speaker ``single``;
+    the TTS demo's corpus), written at ``sample_rate`` (22050 keeps espeak-ng's own rate).
 
     Utterance ids are ``<speaker>-<sentence index>`` (e.g. ``spk03-000042``); audio paths are absolute. Existing
     wavs made from the same text and voice are reused. Returns ``{set: utterances}``. Raises
@@ -268,10 +272,10 @@ def prepare_mini(
     for split, sentences in sets.items():
         jobs[split] = []
         for index, text in sentences:
-            spk = speaker_of(index)
+            spk = speaker_of(index) if voice is None else Speaker(SINGLE_SPEAKER, voice, SINGLE_RATE, 50)
             utt_id = f"{spk.id}-{index:0{ID_WIDTH}d}"
             jobs[split].append(SynthJob(utt_id, text, spk.id, spk.voice, spk.rate, spk.pitch,
-                                        str(audio_dir / f"{utt_id}.wav")))  # fmt: skip
+                                        str(audio_dir / f"{utt_id}.wav"), sample_rate=sample_rate))  # fmt: skip
     durations = generate_audio([j for split in sets for j in jobs[split]], nj)
     out: dict[str, list[Utterance]] = {}
     for split in sets:
@@ -296,6 +300,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="utterances of an extra held-out set <data-dir>/eval (0 = none), disjoint from the others")
     p.add_argument("--seed", type=int, default=0, help="seed of the sentence stream")
     p.add_argument("--nj", type=int, default=2, help="synthesis processes")
+    p.add_argument("--voice", default=None, help="one espeak-ng voice for every sentence (a TTS corpus), e.g. en-us")
+    p.add_argument("--sample-rate", type=int, default=TARGET_SAMPLE_RATE,
+                   help="of the wavs (22050 = espeak-ng's own rate, for TTS)")
     return p
 
 
@@ -306,12 +313,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         sets = prepare_mini(args.data_dir, args.audio_dir, args.num_train, args.num_dev, args.num_test, args.seed,
-                            args.nj, args.num_eval)  # fmt: skip
+                            args.nj, args.num_eval, args.voice, args.sample_rate)  # fmt: skip
     except (OSError, ValueError, EspeakError) as e:
         print(f"narspeech prepare mini: error: {e}", file=sys.stderr)
         return 1
     for u in sets["train"][:2]:
-        logger.info("example: %s (%s) %s", u.utt_id, speaker_of(int(u.utt_id.split("-")[1])).voice, u.text)
+        logger.info("example: %s (%s) %s", u.utt_id, args.voice or speaker_of(int(u.utt_id.split("-")[1])).voice,
+                    u.text)
     return 0
 
 

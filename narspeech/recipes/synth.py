@@ -28,6 +28,8 @@ EDGE_SILENCE_S = 0.1  # silence kept (or padded) before the first and after the 
 PEAK_LIMIT = 0.95  # louder utterances are scaled down to this peak; quieter voices keep their level
 SILENCE_THRESHOLD = 0.01  # |sample| / peak below which an edge sample counts as silence
 WORKER_CHUNK = 16  # utterances per task sent to a worker: amortizes pickling without starving the last worker
+SINGLE_SPEAKER = "single"  # speaker id of a one-voice (TTS) corpus
+SINGLE_RATE = 165  # words per minute of that voice: espeak-ng's default 175 is brisk for TTS targets
 AUDIO_KEY_VERSION = "narspeech-mini-2"  # bump when the audio pipeline changes, to invalidate reused wavs
 
 
