@@ -30,7 +30,7 @@ class PhonemizerError(RuntimeError):
 
 # phonemizer warns on every call where espeak-ng splits or joins words ("words count mismatch"); that is expected
 # (numbers, contractions) and harmless here, since no word alignment is used
-_quiet_logger = logging.getLogger("narspeech.phonemizer")
+_quiet_logger = logging.getLogger(__name__).getChild("phonemizer")
 _quiet_logger.setLevel(logging.ERROR)
 
 
