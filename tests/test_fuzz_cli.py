@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from conftest import SR, TRAIN_TEXTS, tone_speech
 from narspeech import cli
+from narspeech.audio.features import min_samples
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
@@ -59,8 +60,9 @@ def write_hostile(kind: str, path: Path, data: st.DataObject) -> Path:
     elif kind == "truncated":
         b = _wav_bytes(good, SR)
         path.write_bytes(b[: data.draw(st.integers(1, 60), label="cut")])
-    elif kind == "few_samples":  # 0 .. a bit over the encoder's minimum (1360 samples = 85 ms)
-        n = data.draw(st.integers(0, 1400), label="samples")
+    elif kind == "few_samples":  # 0 .. one sample under the encoder's minimum (1360 samples = 85 ms, accepted:
+        # test_shortest_accepted_input); drawing up to 1400 made the test fail whenever it drew 1360 or more
+        n = data.draw(st.integers(0, min_samples(SR) - 1), label="samples")
         path.write_bytes(_wav_bytes(good[:n], SR))
     elif kind in ("nan", "inf"):
         x = good.copy()
@@ -143,6 +145,18 @@ def test_transcribe_files_never_crash_and_name_every_failure(trained_tone_model,
     assert rc == (1 if failed else 0)
     if failed:
         assert f"{len(failed)} of {len(files)} inputs failed" in err
+
+
+def test_shortest_accepted_input(trained_tone_model, tmp_path):
+    """The boundary the fuzzer's few_samples stays under: exactly the encoder's minimum is transcribed, one sample
+    less is refused by name."""
+    n = min_samples(SR)
+    good = tone_speech(TRAIN_TEXTS[0])
+    (tmp_path / "ok.wav").write_bytes(_wav_bytes(good[:n], SR))
+    (tmp_path / "short.wav").write_bytes(_wav_bytes(good[: n - 1], SR))
+    rc, out, err = run_cli(["transcribe", "--model", str(trained_tone_model), str(tmp_path / "ok.wav"),
+                            str(tmp_path / "short.wav")])
+    assert rc == 1 and out.startswith("ok") and "short" in err and "too short" in err
 
 
 @FUZZ
