@@ -5,6 +5,7 @@ bad input lines are named while the others are still synthesised."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -87,10 +88,7 @@ def test_task_batches_and_named_problems(tts_corpus, tmp_path):
     extra = tmp_path / "train"
     write_data_dir(extra, [Utterance("utt0", "x.wav", TEXTS[0], "spk"), Utterance("zzz", "y.wav", "hi", "spk")])
     (extra / "durations").write_text("utt0 1 2 3\n")
-    cfg.data.dump = str(tts_corpus / "dump")
-    import shutil
-
-    shutil.copytree(tts_corpus / "dump" / "train", tmp_path / "dump" / "train")
+    shutil.copytree(tts_corpus / "dump" / "train", tmp_path / "dump" / "train")  # the dump of a dir named train
     cfg.data.dump = str(tmp_path / "dump")
     ds2 = task.__class__(cfg.data, task.tokenizer, task.mel, task.stats).dataset([str(extra)], True, 0)
     problems = dict(ds2.problems)
@@ -141,7 +139,7 @@ def test_synthesize_api_controls(trained_tts):
 
 
 @pytest.mark.slow
-def test_synthesize_cli_names_bad_lines_and_writes_the_rest(trained_tts, tmp_path, capsys):
+def test_synthesize_cli_names_bad_lines_and_writes_the_rest(trained_tts, trained_tone_model, tmp_path, capsys):
     from narspeech.bin import synthesize
 
     lines = tmp_path / "lines.txt"
@@ -158,9 +156,11 @@ def test_synthesize_cli_names_bad_lines_and_writes_the_rest(trained_tts, tmp_pat
     assert synthesize.main(["--model", str(trained_tts), "--text", TEXTS[3], "--output", str(out),
                             "--speed", "1.5"]) == 0
     assert sf.info(str(out)).frames > 0
-    # a model file of another task is refused by name
+    # a missing model file, and one of another task (an ASR model), are refused by name before any synthesis
     assert synthesize.main(["--model", str(tmp_path / "missing.pt"), "--text", "hi", "--output", str(out)]) == 2
-    json.dumps(err)  # the messages are plain text
+    assert "no such file" in capsys.readouterr().err
+    assert synthesize.main(["--model", str(trained_tone_model), "--text", "hi", "--output", str(out)]) == 2
+    assert "not a TTS model" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     # 3. every line checked and named, the good ones synthesised
+    total = len(items) + len(problems)  # the readable lines and those _read_lines already refused
     good = []
     for key, text in items:
         reason = check_text(text, tts)
@@ -123,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         for (key, _), r in zip(chunk, results):
             save_wav(targets[key], r["wave"], r["sample_rate"])
             done += 1
-    total = len(items) + sum(1 for k, _ in problems if k not in dict(items))
     if total == 0:
         print(f"{PROG}: warning: no lines in {args.text_file}: nothing synthesised", file=sys.stderr)
         return 1

@@ -18,7 +18,6 @@ class TTSOptions:
     pitch_shift: float = 0.0  # semitones added to the predicted pitch contour
     pitch_scale: float = 1.0  # scales the contour's excursions around the speaker's mean (0 = monotone)
     energy_scale: float = 1.0  # multiplies the predicted frame energy
-    max_frames_per_token: int = 50  # AR models: decoding stops after this many frames per input token
 
 
 class TTSModel(Model):

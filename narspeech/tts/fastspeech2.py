@@ -211,7 +211,7 @@ class FastSpeech2(TTSModel):
             var_valid = ~tok_pad
         else:
             pitch_t, energy_t, var_valid = batch["pitch"], batch["energy"], frame_valid
-        # 3. predictors (on detached states in the frame case is unnecessary: both see the encoder output)
+        # 3. predictors on the encoder output: per phoneme, or per frame on the regulated states
         log_d = self.duration(h, tok_pad)
         terms["duration"] = LossTerm(_masked_mean((log_d - torch.log1p(durations.float())).pow(2), ~tok_pad))
         if self.variance_level == "phoneme":

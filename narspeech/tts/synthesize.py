@@ -51,16 +51,23 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
-def check_text(text: str, tts: TTS) -> str | None:
-    """Why ``text`` cannot be synthesised (None when it can)."""
+def _problem(text: str, ids: Sequence[int] | None) -> str | None:
+    """Why ``text`` cannot be synthesised, given the token ids of its sentences (None: not encoded yet)."""
     if not text.strip():
         return "empty text"
     if len(text) > MAX_CHARS:
         return f"{len(text)} characters, more than {MAX_CHARS}: split it into several lines"
-    ids = [i for s in split_sentences(text) for i in encode_texts(tts.tokenizer, [s])[0]]
-    if not any(i >= len(RESERVED) for i in ids):
+    if ids is not None and not any(i >= len(RESERVED) for i in ids):
         return "nothing pronounceable in it (no phoneme the model knows)"
     return None
+
+
+def check_text(text: str, tts: TTS) -> str | None:
+    """Why ``text`` cannot be synthesised (None when it can)."""
+    why = _problem(text, None)
+    if why:
+        return why
+    return _problem(text, [i for ids in encode_texts(tts.tokenizer, split_sentences(text)) for i in ids])
 
 
 def _vocode(mel: torch.Tensor, tts: TTS, vocoder: Callable | None) -> np.ndarray:
@@ -82,13 +89,17 @@ def synthesize(texts: Sequence[str], tts: TTS | str, vocoder: Callable | None = 
     (:func:`check_text`); phones the model does not know are dropped with a warning naming them."""
     if isinstance(tts, str):
         tts = TTS.load(tts)
-    for i, t in enumerate(texts):
-        why = check_text(t, tts)
+    for i, t in enumerate(texts):  # the cheap checks before phonemising anything
+        why = _problem(t, None)
         if why:
             raise TTSInputError(f"text {i + 1} ({t[:40]!r}): {why}")
     opts = TTSOptions(speed=speed, pitch_shift=pitch_shift, pitch_scale=pitch_scale, energy_scale=energy_scale)
     pieces = [(i, s) for i, t in enumerate(texts) for s in split_sentences(t)]
-    ids = encode_texts(tts.tokenizer, [s for _, s in pieces])
+    ids = encode_texts(tts.tokenizer, [s for _, s in pieces])  # one phonemizer call for every sentence
+    for i, t in enumerate(texts):
+        why = _problem(t, [x for (owner, _), seq in zip(pieces, ids) if owner == i for x in seq])
+        if why:
+            raise TTSInputError(f"text {i + 1} ({t[:40]!r}): {why}")
     for (i, s), seq in zip(pieces, ids):
         if UNK_ID in seq:
             log.warning("text %d: phones not known to the model dropped in %r", i + 1, s)
